@@ -1,0 +1,120 @@
+"""Reading manifests: multi-document YAML or JSON, `kind: List`, every supported kind."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from fyke.api import adminpolicy, antrea
+from fyke.api.adminpolicy import AdminPolicy
+from fyke.api.antrea import AntreaGroup, AntreaPolicy, Tier
+from fyke.api.core import Namespace, Node, Pod, parse_namespace, parse_node, parse_pod
+from fyke.api.errors import ValidationError
+from fyke.api.netpol import NetworkPolicy, parse_network_policy
+
+
+@dataclass(slots=True, kw_only=True)
+class Inventory:
+    """Everything read from a set of manifests, in input order."""
+
+    namespaces: list[Namespace] = field(default_factory=list)
+    pods: list[Pod] = field(default_factory=list)
+    nodes: list[Node] = field(default_factory=list)
+    network_policies: list[NetworkPolicy] = field(default_factory=list)
+    admin_policies: list[AdminPolicy] = field(default_factory=list)
+    antrea_policies: list[AntreaPolicy] = field(default_factory=list)
+    tiers: list[Tier] = field(default_factory=list)
+    groups: list[AntreaGroup] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _add(inv: Inventory, doc: Mapping[str, Any]) -> None:
+    api_version = doc.get("apiVersion")
+    kind = doc.get("kind")
+    group, _, version = str(api_version).rpartition("/")
+    handlers: dict[tuple[str, str], Callable[[], None]] = {
+        ("", "Namespace"): lambda: inv.namespaces.append(parse_namespace(doc)),
+        ("", "Pod"): lambda: inv.pods.append(parse_pod(doc)),
+        ("", "Node"): lambda: inv.nodes.append(parse_node(doc)),
+        ("networking.k8s.io", "NetworkPolicy"): lambda: inv.network_policies.append(
+            parse_network_policy(doc)
+        ),
+        (adminpolicy.GROUP, adminpolicy.ANP): lambda: inv.admin_policies.append(
+            adminpolicy.parse_admin_policy(doc, adminpolicy.ANP, version)
+        ),
+        (adminpolicy.GROUP, adminpolicy.BANP): lambda: inv.admin_policies.append(
+            adminpolicy.parse_admin_policy(doc, adminpolicy.BANP, version)
+        ),
+        (adminpolicy.GROUP, adminpolicy.CNP): lambda: inv.admin_policies.append(
+            adminpolicy.parse_admin_policy(doc, adminpolicy.CNP, version)
+        ),
+        (antrea.GROUP, antrea.ACNP): lambda: inv.antrea_policies.append(
+            antrea.parse_policy(doc, antrea.ACNP)
+        ),
+        (antrea.GROUP, antrea.ANNP): lambda: inv.antrea_policies.append(
+            antrea.parse_policy(doc, antrea.ANNP)
+        ),
+        (antrea.GROUP, antrea.TIER): lambda: inv.tiers.append(antrea.parse_tier(doc)),
+        (antrea.GROUP, antrea.CLUSTER_GROUP): lambda: inv.groups.append(
+            antrea.parse_group(doc, antrea.CLUSTER_GROUP)
+        ),
+        (antrea.GROUP, antrea.NS_GROUP): lambda: inv.groups.append(
+            antrea.parse_group(doc, antrea.NS_GROUP)
+        ),
+    }
+    handler = handlers.get((group, str(kind)))
+    if handler is None:
+        meta = doc.get("metadata")
+        name = meta.get("name") if isinstance(meta, Mapping) else None
+        inv.warnings.append(f"skipping unsupported kind {api_version}/{kind} {name or ''}".strip())
+        return
+    if group == adminpolicy.GROUP and version not in ("v1alpha1", "v1alpha2"):
+        inv.warnings.append(f"reading {api_version} {kind} as v1alpha1/v1alpha2")
+    handler()
+
+
+def documents(text: str, source: str) -> Iterable[Mapping[str, Any]]:
+    """Every object in a file, with `kind: List` flattened."""
+    try:
+        if text.lstrip().startswith(("{", "[")):
+            loaded: list[Any] = [json.loads(text)]
+        else:
+            loaded = list(yaml.safe_load_all(text))
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise ValidationError(None, "", f"{source}: cannot parse: {e}") from None
+    stack = list(reversed(loaded))
+    while stack:
+        doc = stack.pop()
+        if doc is None:
+            continue
+        if isinstance(doc, list):
+            stack.extend(reversed(doc))
+            continue
+        if not isinstance(doc, Mapping):
+            raise ValidationError(None, "", f"{source}: a document is not an object: {doc!r}")
+        if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
+            stack.extend(reversed(doc["items"]))
+            continue
+        if not doc.get("apiVersion") or not doc.get("kind"):
+            raise ValidationError(
+                None, "", f"{source}: an object without apiVersion or kind: {_short(doc)}"
+            )
+        yield doc
+
+
+def load_texts(texts: Iterable[tuple[str, str]]) -> Inventory:
+    """Parse (source, text) pairs; the first invalid object raises ValidationError."""
+    inv = Inventory()
+    for source, text in texts:
+        for doc in documents(text, source):
+            _add(inv, doc)
+    return inv
+
+
+def _short(doc: Mapping[str, Any]) -> str:
+    s = json.dumps(doc, default=str)
+    return s if len(s) < 80 else s[:77] + "..."

@@ -1,0 +1,155 @@
+"""Kubernetes label selectors: parsing, validation and matching."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from fyke.api.fields import Reader
+
+Labels = Mapping[str, str]
+
+_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
+_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+class Operator(StrEnum):
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Requirement:
+    key: str
+    operator: Operator
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Labels) -> bool:
+        match self.operator:
+            case Operator.IN:
+                return labels.get(self.key) in self.values
+            case Operator.NOT_IN:
+                return labels.get(self.key) not in self.values
+            case Operator.EXISTS:
+                return self.key in labels
+            case Operator.DOES_NOT_EXIST:
+                return self.key not in labels
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabelSelector:
+    """matchLabels and matchExpressions, ANDed. The empty selector selects everything."""
+
+    requirements: tuple[Requirement, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.requirements
+
+    def matches(self, labels: Labels) -> bool:
+        return all(r.matches(labels) for r in self.requirements)
+
+    def equality_pairs(self) -> tuple[tuple[str, str], ...]:
+        """key=value pairs that every match must carry (used to index lookups)."""
+        return tuple(
+            (r.key, next(iter(r.values)))
+            for r in self.requirements
+            if r.operator is Operator.IN and len(r.values) == 1
+        )
+
+    def __str__(self) -> str:
+        parts = []
+        for r in self.requirements:
+            if r.operator is Operator.IN and len(r.values) == 1:
+                parts.append(f"{r.key}={next(iter(r.values))}")
+            elif r.operator is Operator.EXISTS:
+                parts.append(r.key)
+            elif r.operator is Operator.DOES_NOT_EXIST:
+                parts.append(f"!{r.key}")
+            else:
+                vals = ",".join(sorted(r.values))
+                parts.append(f"{r.key} {r.operator.value.lower()} ({vals})")
+        return ",".join(parts) if parts else "<all>"
+
+
+EVERYTHING = LabelSelector()
+
+
+def selector(labels: Labels) -> LabelSelector:
+    """A selector that matches exactly the given key=value pairs."""
+    return LabelSelector(
+        requirements=tuple(
+            Requirement(key=k, operator=Operator.IN, values=frozenset({v}))
+            for k, v in sorted(labels.items())
+        )
+    )
+
+
+def validate_key(r: Reader, key: Any, path: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise r.fail(path, f"invalid label key {key!r}")
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _PREFIX.match(prefix)):
+        raise r.fail(path, f"invalid label key {key!r}: prefix must be a DNS subdomain")
+    if not _NAME.match(name):
+        raise r.fail(
+            path,
+            f"invalid label key {key!r}: name part must be 63 characters or less, start and "
+            "end with an alphanumeric character, with '-', '_' or '.' between",
+        )
+    return key
+
+
+def validate_value(r: Reader, value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise r.fail(path, f"label value must be a string, got {value!r}")
+    if len(value) > 63 or not _VALUE.match(value):
+        raise r.fail(path, f"invalid label value {value!r}")
+    return value
+
+
+def parse_labels(r: Reader, value: Any, path: str) -> dict[str, str]:
+    m = r.mapping(value, path)
+    out: dict[str, str] = {}
+    for k, v in m.items():
+        validate_key(r, k, path)
+        out[k] = validate_value(r, v, f"{path}[{k}]")
+    return out
+
+
+def parse_selector(r: Reader, value: Any, path: str) -> LabelSelector:
+    m = r.mapping(value, path)
+    for key in m:
+        if key not in ("matchLabels", "matchExpressions"):
+            raise r.fail(f"{path}.{key}", "unknown field in a label selector")
+    reqs: list[Requirement] = []
+    for k, v in parse_labels(r, m.get("matchLabels"), f"{path}.matchLabels").items():
+        reqs.append(Requirement(key=k, operator=Operator.IN, values=frozenset({v})))
+    for i, expr in enumerate(r.items(m.get("matchExpressions"), f"{path}.matchExpressions")):
+        epath = f"{path}.matchExpressions[{i}]"
+        e = r.mapping(expr, epath)
+        key = validate_key(r, r.string(e, "key", epath, required=True), f"{epath}.key")
+        op_text = r.string(e, "operator", epath, required=True)
+        try:
+            op = Operator(op_text)
+        except ValueError:
+            raise r.fail(
+                f"{epath}.operator",
+                f"unsupported operator {op_text!r}: must be one of In, NotIn, Exists, "
+                "DoesNotExist",
+            ) from None
+        values = r.items(e.get("values"), f"{epath}.values")
+        for j, v in enumerate(values):
+            validate_value(r, v, f"{epath}.values[{j}]")
+        if op in (Operator.IN, Operator.NOT_IN) and not values:
+            raise r.fail(f"{epath}.values", f"must be specified when operator is {op.value}")
+        if op in (Operator.EXISTS, Operator.DOES_NOT_EXIST) and values:
+            raise r.fail(f"{epath}.values", f"may not be specified when operator is {op.value}")
+        reqs.append(Requirement(key=key, operator=op, values=frozenset(values)))
+    return LabelSelector(requirements=tuple(reqs))

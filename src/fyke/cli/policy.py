@@ -1,0 +1,188 @@
+"""`fykectl policy matrix` and `fykectl policy explain`: offline answers from manifests."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fyke.api.core import Protocol
+from fyke.api.errors import ValidationError
+from fyke.api.load import load_texts
+from fyke.policy.cluster import Cluster
+from fyke.policy.compile import compile_policies
+from fyke.policy.evaluate import Evaluator
+from fyke.policy.explain import decision_json, decision_text
+from fyke.policy.matrix import PortQuery, all_ports_matrix, port_matrix
+
+DEFAULT_PORT = "80/TCP"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("policy", help="offline policy tools")
+    psub = p.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
+
+    m = psub.add_parser("matrix", help="verdicts for every ordered pair of pods")
+    _input_args(m)
+    m.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="PORT/PROTO",
+        help=f"a port to check (repeatable; default {DEFAULT_PORT})",
+    )
+    m.add_argument(
+        "--all-ports",
+        action="store_true",
+        help="print the allowed port ranges per protocol for each pair",
+    )
+    m.add_argument("-o", "--output", choices=("json", "table"), default="table")
+    m.set_defaults(func=run_matrix)
+
+    e = psub.add_parser("explain", help="the verdict for one connection and why")
+    _input_args(e)
+    e.add_argument("--from", dest="src", required=True, metavar="NS/POD|IP")
+    e.add_argument("--to", dest="dst", required=True, metavar="NS/POD|IP")
+    e.add_argument("--port", default=DEFAULT_PORT, metavar="PORT/PROTO")
+    e.add_argument("-o", "--output", choices=("json", "text"), default="text")
+    e.set_defaults(func=run_explain)
+
+
+def _input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="manifests: YAML or JSON, multi-document, kind List; '-' is stdin; "
+        "a directory reads its .yaml, .yml and .json files",
+    )
+
+
+def parse_port(text: str) -> PortQuery:
+    number, _, proto = text.partition("/")
+    try:
+        port = int(number)
+    except ValueError:
+        raise ValidationError(
+            None, "--port", f"{text!r}: expected PORT/PROTO such as 80/TCP"
+        ) from None
+    if not 1 <= port <= 65535:
+        raise ValidationError(None, "--port", f"{text!r}: port must be between 1 and 65535")
+    try:
+        protocol = Protocol((proto or "TCP").upper())
+    except ValueError:
+        raise ValidationError(
+            None, "--port", f"{text!r}: protocol must be one of TCP, UDP, SCTP"
+        ) from None
+    return PortQuery(protocol, port)
+
+
+def _read_inputs(names: list[str]) -> list[tuple[str, str]]:
+    texts: list[tuple[str, str]] = []
+    for name in names:
+        if name == "-":
+            texts.append(("<stdin>", sys.stdin.read()))
+            continue
+        path = Path(name)
+        files = (
+            sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml", ".json"))
+            if path.is_dir()
+            else [path]
+        )
+        for f in files:
+            try:
+                texts.append((str(f), f.read_text()))
+            except OSError as err:
+                raise ValidationError(None, "", f"{f}: {err.strerror}") from None
+    return texts
+
+
+def load_evaluator(names: list[str]) -> Evaluator:
+    inv = load_texts(_read_inputs(names))
+    compiled = compile_policies(inv)
+    for w in compiled.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return Evaluator(Cluster(inv.namespaces, inv.pods, inv.nodes), compiled)
+
+
+def run_matrix(args: argparse.Namespace) -> int:
+    ports = [parse_port(p) for p in (args.port or [DEFAULT_PORT])]
+    ev = load_evaluator(args.filename)
+    pods = [p.key for p in ev.cluster.pods]
+    if args.all_ports:
+        ranges = all_ports_matrix(ev)
+        if args.output == "json":
+            _print_json({"pods": pods, "matrix": ranges})
+        else:
+            print(_ranges_table(pods, ranges))
+        return 0
+    matrix = port_matrix(ev, ports)
+    names = [str(q) for q in ports]
+    if args.output == "json":
+        _print_json({"ports": names, "pods": pods, "matrix": matrix})
+    else:
+        print(_verdict_table(pods, names, matrix))
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    query = parse_port(args.port)
+    ev = load_evaluator(args.filename)
+    src = ev.cluster.endpoint(args.src)
+    dst = ev.cluster.endpoint(args.dst)
+    if src.pod is None and dst.pod is None:
+        raise ValidationError(None, "", "--from or --to must be a pod (or a pod's IP)")
+    decision = ev.decide(src, dst, query.protocol, query.port)
+    s, d = ev.cluster.describe(src), ev.cluster.describe(dst)
+    if args.output == "json":
+        _print_json(decision_json(decision, s, d, str(query)))
+    else:
+        print(decision_text(decision, s, d, str(query)))
+    return 0
+
+
+def _print_json(value: object) -> None:
+    json.dump(value, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+_SYMBOL = {"allow": ".", "drop": "X", "reject": "R"}
+
+
+def _verdict_table(
+    pods: list[str], ports: list[str], matrix: dict[str, dict[str, dict[str, str]]]
+) -> str:
+    width = max([len(p) for p in pods] + [4])
+    out: list[str] = []
+    for port in ports:
+        out.append(f"{port}  (. allow, X drop, R reject; rows are sources)")
+        out.append(" " * width + " " + " ".join(p.rjust(width) for p in pods))
+        for s in pods:
+            cells = ["-" if s == d else _SYMBOL[matrix[s][d][port]] for d in pods]
+            out.append(s.ljust(width) + " " + " ".join(c.rjust(width) for c in cells))
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def _format_ranges(ranges: list[list[int]]) -> str:
+    if not ranges:
+        return "none"
+    if ranges == [[1, 65535]]:
+        return "all"
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def _ranges_table(pods: list[str], matrix: dict[str, dict[str, dict[str, list[list[int]]]]]) -> str:
+    lines = []
+    for s in pods:
+        for d in pods:
+            if s == d:
+                continue
+            cell = matrix[s][d]
+            parts = " ".join(f"{proto}:{_format_ranges(r)}" for proto, r in cell.items())
+            lines.append(f"{s} -> {d}  {parts}")
+    return "\n".join(lines)

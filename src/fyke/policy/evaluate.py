@@ -1,0 +1,244 @@
+"""The evaluator: the verdict for one connection and the rule that decides it, per side.
+
+A connection from endpoint S to endpoint D on PROTO/PORT passes S's egress rules (when S
+is a pod) and then D's ingress rules (when D is a pod). On each side rules are walked in
+layer order (model.Layer); the first matching Allow, Drop or Reject decides; Pass jumps to
+the next layer; a pod a K8s NetworkPolicy isolates is dropped at the end of that layer;
+otherwise the connection is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from fyke.api.core import Direction, Pod, PortSpec, Protocol
+from fyke.api.fields import IPAddress
+from fyke.policy.cluster import Cluster, Endpoint
+from fyke.policy.model import (
+    PASS_TARGET,
+    Action,
+    CompiledPolicies,
+    IPTerm,
+    Layer,
+    NodeTerm,
+    PodTerm,
+    PolicyInfo,
+    Rule,
+    Term,
+)
+
+ANY = None  # a peer set that holds every endpoint
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SideDecision:
+    """What one side (egress at the source, ingress at the destination) decided."""
+
+    direction: Direction
+    verdict: Action  # ALLOW, DROP or REJECT
+    rule: Rule | None = None
+    isolated_by: tuple[PolicyInfo, ...] = ()
+    passed: tuple[Rule, ...] = ()
+    applies: bool = True  # False: the endpoint is outside the cluster; no policy applies
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    verdict: Action
+    egress: SideDecision
+    ingress: SideDecision
+
+
+def port_matches(
+    ports: Sequence[PortSpec] | None, dst: Pod | None, proto: Protocol, port: int
+) -> bool:
+    if ports is None:
+        return True
+    for ps in ports:
+        if ps.named:
+            if dst is not None and any(
+                cp.name == ps.named
+                and cp.protocol == proto
+                and cp.port == port
+                and (ps.protocol is None or ps.protocol == proto)
+                for cp in dst.ports
+            ):
+                return True
+        elif ps.protocol == proto and (ps.start is None or ps.start <= port <= (ps.end or 0)):
+            return True
+    return False
+
+
+class Evaluator:
+    """Answers connection queries over one cluster and one compiled policy set."""
+
+    def __init__(self, cluster: Cluster, policies: CompiledPolicies) -> None:
+        self.cluster = cluster
+        self.policies = policies
+        n = len(cluster.pods)
+        self._applied: dict[Direction, list[list[Rule]]] = {
+            d: [[] for _ in range(n)] for d in Direction
+        }
+        self._isolated: dict[Direction, list[list[PolicyInfo]]] = {
+            d: [[] for _ in range(n)] for d in Direction
+        }
+        self._peer_cache: dict[tuple[object, ...], frozenset[int] | None] = {}
+        selected_cache: dict[tuple[PodTerm, ...], list[int]] = {}
+        for rule in policies.rules:  # already in evaluation order
+            for i in self._selected(rule.applied_to, selected_cache):
+                self._applied[rule.direction][i].append(rule)
+        for iso in policies.isolations:
+            for i in self._selected(iso.applied_to, selected_cache):
+                self._isolated[iso.direction][i].append(iso.policy)
+
+    # --- selection ---------------------------------------------------------------------
+
+    def _selected(
+        self, terms: tuple[PodTerm, ...], cache: dict[tuple[PodTerm, ...], list[int]]
+    ) -> list[int]:
+        found = cache.get(terms)
+        if found is None:
+            found = [
+                i
+                for i, pod in enumerate(self.cluster.pods)
+                if not pod.host_network and any(self._term_has_pod(t, pod, None) for t in terms)
+            ]
+            cache[terms] = found
+        return found
+
+    def _term_has_pod(self, t: PodTerm, pod: Pod, subject: Pod | None) -> bool:
+        if t.namespaces is not None and pod.namespace not in t.namespaces:
+            return False
+        ns_labels = self.cluster.namespaces[pod.namespace].labels
+        if t.namespace_selector is not None and not t.namespace_selector.matches(ns_labels):
+            return False
+        if t.pod_selector is not None and not t.pod_selector.matches(pod.labels):
+            return False
+        if t.service_account is not None and t.service_account != (
+            pod.namespace,
+            pod.service_account,
+        ):
+            return False
+        if t.relative:
+            if subject is None:
+                return False
+            if t.same_namespace and pod.namespace != subject.namespace:
+                return False
+            own = self.cluster.namespaces[subject.namespace].labels
+            for k in t.same_labels:
+                if k not in own or ns_labels.get(k) != own[k]:
+                    return False
+            if t.not_same_labels and all(ns_labels.get(k) == own.get(k) for k in t.not_same_labels):
+                return False
+        return True
+
+    def _ip_in_terms(self, terms: Iterable[Term], ip: IPAddress) -> bool:
+        for t in terms:
+            if isinstance(t, IPTerm) and t.block.contains(ip):
+                return True
+            if isinstance(t, NodeTerm) and any(
+                ip in node.ips and t.selector.matches(node.labels) for node in self.cluster.nodes
+            ):
+                return True
+        return False
+
+    def peer_pods(self, rule: Rule, subject: int) -> frozenset[int] | None:
+        """Pods the rule's peers select, seen from the protected pod `subject`."""
+        peers = rule.peers
+        if peers is None:
+            return ANY
+        relative = any(isinstance(t, PodTerm) and t.relative for t in peers)
+        subject_pod = self.cluster.pods[subject]
+        key: tuple[object, ...] = (peers, subject_pod.namespace if relative else None)
+        if key in self._peer_cache:
+            return self._peer_cache[key]
+        pod_terms = [t for t in peers if isinstance(t, PodTerm)]
+        other_terms = [t for t in peers if not isinstance(t, PodTerm)]
+        members = frozenset(
+            i
+            for i, pod in enumerate(self.cluster.pods)
+            if any(self._term_has_pod(t, pod, subject_pod) for t in pod_terms)
+            or (other_terms and any(self._ip_in_terms(other_terms, ip) for ip in pod.ips))
+        )
+        self._peer_cache[key] = members
+        return members
+
+    def _peer_matches(self, rule: Rule, subject: int, peer: Endpoint) -> bool:
+        if rule.peers is None:
+            return True
+        if peer.pod is not None:
+            members = self.peer_pods(rule, subject)
+            return members is ANY or peer.pod in members
+        assert peer.ip is not None
+        return self._ip_in_terms(rule.peers, peer.ip)
+
+    # --- decisions ---------------------------------------------------------------------
+
+    def candidates(self, direction: Direction, subject: int, peer: Endpoint) -> list[Rule]:
+        """Rules protecting `subject` in `direction` whose peers match, in order."""
+        return [
+            r for r in self._applied[direction][subject] if self._peer_matches(r, subject, peer)
+        ]
+
+    def isolated_by(self, direction: Direction, subject: int) -> list[PolicyInfo]:
+        return self._isolated[direction][subject]
+
+    def walk(
+        self,
+        direction: Direction,
+        candidates: Sequence[Rule],
+        isolated_by: Sequence[PolicyInfo],
+        dst: Pod | None,
+        proto: Protocol,
+        port: int,
+    ) -> SideDecision:
+        resume: int = Layer.ADMIN
+        passed: list[Rule] = []
+        netpol_done = False
+        for rule in candidates:
+            layer = rule.policy.layer
+            if layer > Layer.NETWORK_POLICY and not netpol_done:
+                netpol_done = True
+                if isolated_by:
+                    break  # default isolation ends the NetworkPolicy layer
+            if layer < resume or not port_matches(rule.ports, dst, proto, port):
+                continue
+            if rule.action is Action.PASS:
+                passed.append(rule)
+                resume = PASS_TARGET[layer]
+                continue
+            return SideDecision(
+                direction=direction, verdict=rule.action, rule=rule, passed=tuple(passed)
+            )
+        if isolated_by:
+            return SideDecision(
+                direction=direction,
+                verdict=Action.DROP,
+                isolated_by=tuple(isolated_by),
+                passed=tuple(passed),
+            )
+        return SideDecision(direction=direction, verdict=Action.ALLOW, passed=tuple(passed))
+
+    def side(
+        self,
+        direction: Direction,
+        subject: Endpoint,
+        peer: Endpoint,
+        dst: Pod | None,
+        proto: Protocol,
+        port: int,
+    ) -> SideDecision:
+        if subject.pod is None or self.cluster.pods[subject.pod].host_network:
+            return SideDecision(direction=direction, verdict=Action.ALLOW, applies=False)
+        cands = self.candidates(direction, subject.pod, peer)
+        return self.walk(
+            direction, cands, self.isolated_by(direction, subject.pod), dst, proto, port
+        )
+
+    def decide(self, src: Endpoint, dst: Endpoint, proto: Protocol, port: int) -> Decision:
+        dst_pod = self.cluster.pods[dst.pod] if dst.pod is not None else None
+        egress = self.side(Direction.EGRESS, src, dst, dst_pod, proto, port)
+        ingress = self.side(Direction.INGRESS, dst, src, dst_pod, proto, port)
+        verdict = egress.verdict if egress.verdict is not Action.ALLOW else ingress.verdict
+        return Decision(verdict=verdict, egress=egress, ingress=ingress)
