@@ -9,7 +9,7 @@ from fyke.api import adminpolicy, antrea
 from fyke.api.adminpolicy import AdminPeer, AdminPolicy, AdminSelection, AdminTier
 from fyke.api.antrea import AntreaGroup, AntreaPeer, AntreaPolicy, Tier
 from fyke.api.core import Direction, IPBlock
-from fyke.api.errors import ValidationError
+from fyke.api.errors import ObjectRef, ValidationError
 from fyke.api.load import Inventory
 from fyke.api.netpol import API_VERSION as NETPOL_API_VERSION
 from fyke.api.netpol import NetworkPolicy, NetworkPolicyPeer
@@ -81,11 +81,10 @@ def compile_policies(inv: Inventory) -> CompiledPolicies:
         _network_policy(b, np)
     for ap in inv.admin_policies:
         _admin_policy(b, ap)
-    if inv.antrea_policies:
-        tiers = _tiers(inv.tiers)
-        groups = _Groups(inv.groups, b.warnings)
-        for pol in inv.antrea_policies:
-            _antrea_policy(b, pol, tiers, groups)
+    tiers = _tiers(inv.tiers)
+    groups = _Groups(inv.groups, b.warnings)
+    for pol in inv.antrea_policies:
+        _antrea_policy(b, pol, tiers, groups)
     rules = sorted(b.rules, key=lambda r: r.order)
     return CompiledPolicies(
         rules=tuple(rules), isolations=tuple(b.isolations), warnings=tuple(b.warnings)
