@@ -9,7 +9,7 @@ from fyke.api import adminpolicy, antrea
 from fyke.api.adminpolicy import AdminPeer, AdminPolicy, AdminSelection, AdminTier
 from fyke.api.antrea import AntreaGroup, AntreaPeer, AntreaPolicy, Tier
 from fyke.api.core import Direction, IPBlock
-from fyke.api.errors import ObjectRef, ValidationError
+from fyke.api.errors import ValidationError
 from fyke.api.load import Inventory
 from fyke.api.netpol import API_VERSION as NETPOL_API_VERSION
 from fyke.api.netpol import NetworkPolicy, NetworkPolicyPeer

@@ -27,6 +27,7 @@ from fyke.policy.model import (
     Rule,
     Term,
 )
+from fyke.policy.selection import Selection
 
 ANY = None  # a peer set that holds every endpoint
 
@@ -76,6 +77,7 @@ class Evaluator:
     def __init__(self, cluster: Cluster, policies: CompiledPolicies) -> None:
         self.cluster = cluster
         self.policies = policies
+        self.selection = Selection(cluster)
         n = len(cluster.pods)
         self._applied: dict[Direction, list[list[Rule]]] = {
             d: [[] for _ in range(n)] for d in Direction
@@ -99,39 +101,9 @@ class Evaluator:
     ) -> list[int]:
         found = cache.get(terms)
         if found is None:
-            found = [
-                i
-                for i, pod in enumerate(self.cluster.pods)
-                if not pod.host_network and any(self._term_has_pod(t, pod, None) for t in terms)
-            ]
+            found = sorted({i for t in terms for i in self.selection.pods(t)})
             cache[terms] = found
         return found
-
-    def _term_has_pod(self, t: PodTerm, pod: Pod, subject: Pod | None) -> bool:
-        if t.namespaces is not None and pod.namespace not in t.namespaces:
-            return False
-        ns_labels = self.cluster.namespaces[pod.namespace].labels
-        if t.namespace_selector is not None and not t.namespace_selector.matches(ns_labels):
-            return False
-        if t.pod_selector is not None and not t.pod_selector.matches(pod.labels):
-            return False
-        if t.service_account is not None and t.service_account != (
-            pod.namespace,
-            pod.service_account,
-        ):
-            return False
-        if t.relative:
-            if subject is None:
-                return False
-            if t.same_namespace and pod.namespace != subject.namespace:
-                return False
-            own = self.cluster.namespaces[subject.namespace].labels
-            for k in t.same_labels:
-                if k not in own or ns_labels.get(k) != own[k]:
-                    return False
-            if t.not_same_labels and all(ns_labels.get(k) == own.get(k) for k in t.not_same_labels):
-                return False
-        return True
 
     def _ip_in_terms(self, terms: Iterable[Term], ip: IPAddress) -> bool:
         for t in terms:
@@ -153,16 +125,23 @@ class Evaluator:
         key: tuple[object, ...] = (peers, subject_pod.namespace if relative else None)
         if key in self._peer_cache:
             return self._peer_cache[key]
-        pod_terms = [t for t in peers if isinstance(t, PodTerm)]
-        other_terms = [t for t in peers if not isinstance(t, PodTerm)]
-        members = frozenset(
-            i
-            for i, pod in enumerate(self.cluster.pods)
-            if any(self._term_has_pod(t, pod, subject_pod) for t in pod_terms)
-            or (other_terms and any(self._ip_in_terms(other_terms, ip) for ip in pod.ips))
-        )
-        self._peer_cache[key] = members
-        return members
+        members: set[int] = set()
+        other_terms: list[Term] = []
+        for t in peers:
+            if isinstance(t, PodTerm):
+                members.update(self.selection.pods(t, subject_pod))
+            else:
+                other_terms.append(t)
+        if other_terms:
+            # ipBlocks and node selectors also match pods by their IPs.
+            members.update(
+                i
+                for i, pod in enumerate(self.cluster.pods)
+                if any(self._ip_in_terms(other_terms, ip) for ip in pod.ips)
+            )
+        frozen = frozenset(members)
+        self._peer_cache[key] = frozen
+        return frozen
 
     def _peer_matches(self, rule: Rule, subject: int, peer: Endpoint) -> bool:
         if rule.peers is None:

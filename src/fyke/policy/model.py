@@ -133,7 +133,10 @@ class Rule:
 
     @property
     def order(self) -> tuple[Any, ...]:
-        return (*self.policy.order, self.index)
+        # As Antrea computes flow priorities: rule i of every policy of one priority comes
+        # before rule i+1 of any of them. Name only breaks ties deterministically.
+        o = self.policy.order
+        return (*o[:3], self.index, *o[3:])
 
     def to_json(self) -> dict[str, Any]:
         return {
