@@ -39,9 +39,9 @@ def peer_st(draw: st.DrawFn) -> dict[str, Any]:
     if kind in ("pod", "both"):
         peer["podSelector"] = draw(selector_st)
     if kind in ("ns", "both"):
-        peer["namespaceSelector"] = {"matchLabels": draw(
-            st.dictionaries(st.just("ns"), st.sampled_from(NAMESPACES))
-        )}
+        peer["namespaceSelector"] = {
+            "matchLabels": draw(st.dictionaries(st.just("ns"), st.sampled_from(NAMESPACES)))
+        }
     return peer
 
 
@@ -95,16 +95,24 @@ def cluster_st(draw: st.DrawFn) -> list[dict[str, Any]]:
     ip = 1
     for n in NAMESPACES:
         for p in range(draw(st.integers(1, 3))):
-            ports = [{"name": "web", "containerPort": draw(st.sampled_from(PORTS)),
-                      "protocol": draw(st.sampled_from(PROTOS))}]
+            ports = [
+                {
+                    "name": "web",
+                    "containerPort": draw(st.sampled_from(PORTS)),
+                    "protocol": draw(st.sampled_from(PROTOS)),
+                }
+            ]
             if draw(st.booleans()):
                 ports.append({"name": "alt", "containerPort": 82, "protocol": "UDP"})
-            docs.append({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": f"p{p}", "namespace": n, "labels": draw(labels_st)},
-                "spec": {"containers": [{"name": "c", "ports": ports}]},
-                "status": {"podIP": f"10.0.0.{ip}"},
-            })
+            docs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": f"p{p}", "namespace": n, "labels": draw(labels_st)},
+                    "spec": {"containers": [{"name": "c", "ports": ports}]},
+                    "status": {"podIP": f"10.0.0.{ip}"},
+                }
+            )
             ip += 1
     for i in range(draw(st.integers(0, 4))):
         docs.append(draw(policy_st(i)))
@@ -155,13 +163,15 @@ def _port_ok(p: dict[str, Any], dst: dict[str, Any], proto: str, port: int) -> b
 
 
 def reference(docs: list[dict[str, Any]], src: Any, dst: Any, proto: str, port: int) -> bool:
-    ns_labels = {d["metadata"]["name"]: d["metadata"]["labels"] for d in docs
-                 if d["kind"] == "Namespace"}
+    ns_labels = {
+        d["metadata"]["name"]: d["metadata"]["labels"] for d in docs if d["kind"] == "Namespace"
+    }
     nps = [d for d in docs if d["kind"] == "NetworkPolicy"]
 
     def side(subject: Any, peer: Any, direction: str, key: str, peer_key: str) -> bool:
         selecting = [
-            np for np in nps
+            np
+            for np in nps
             if np["metadata"]["namespace"] == subject["metadata"]["namespace"]
             and _sel(np["spec"]["podSelector"], subject["metadata"]["labels"])
             and direction in _types(np)
@@ -194,8 +204,11 @@ def test_matrix_agrees_with_reference(docs: list[dict[str, Any]]) -> None:
     ev = _evaluator(docs)
     queries = [PortQuery(proto, port) for proto in ev_protocols() for port in PORTS]
     matrix = port_matrix(ev, queries)
-    pods = {f"{d['metadata']['namespace']}/{d['metadata']['name']}": d for d in docs
-            if d["kind"] == "Pod"}
+    pods = {
+        f"{d['metadata']['namespace']}/{d['metadata']['name']}": d
+        for d in docs
+        if d["kind"] == "Pod"
+    }
     for s, row in matrix.items():
         for d, cell in row.items():
             for q in queries:
@@ -225,7 +238,9 @@ def test_all_ports_ranges_agree_with_point_queries(
                     from fyke.api.core import Protocol
 
                     dec = ev.decide(
-                        Endpoint(pod=ev.cluster.index[s]), Endpoint(pod=ev.cluster.index[d]),
-                        Protocol(proto_name), port,
+                        Endpoint(pod=ev.cluster.index[s]),
+                        Endpoint(pod=ev.cluster.index[d]),
+                        Protocol(proto_name),
+                        port,
                     )
                     assert in_ranges == (dec.verdict is Action.ALLOW), (s, d, proto_name, port)
