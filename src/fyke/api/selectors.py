@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -47,23 +48,43 @@ class LabelSelector:
     """matchLabels and matchExpressions, ANDed. The empty selector selects everything."""
 
     requirements: tuple[Requirement, ...] = ()
+    # Derived: key=value pairs every match must carry, and the other requirements. Kept
+    # apart because matching and index look-ups are hot paths at scale.
+    _pairs: tuple[tuple[str, str], ...] = field(default=(), init=False, compare=False, repr=False)
+    _others: tuple[Requirement, ...] = field(default=(), init=False, compare=False, repr=False)
+    _text: str = field(default="", init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        pairs = []
+        others = []
+        for r in self.requirements:
+            if r.operator is Operator.IN and len(r.values) == 1:
+                pairs.append((r.key, next(iter(r.values))))
+            else:
+                others.append(r)
+        object.__setattr__(self, "_pairs", tuple(pairs))
+        object.__setattr__(self, "_others", tuple(others))
 
     @property
     def is_empty(self) -> bool:
         return not self.requirements
 
     def matches(self, labels: Labels) -> bool:
-        return all(r.matches(labels) for r in self.requirements)
+        for k, v in self._pairs:
+            if labels.get(k) != v:
+                return False
+        return all(r.matches(labels) for r in self._others)
 
     def equality_pairs(self) -> tuple[tuple[str, str], ...]:
         """key=value pairs that every match must carry (used to index lookups)."""
-        return tuple(
-            (r.key, next(iter(r.values)))
-            for r in self.requirements
-            if r.operator is Operator.IN and len(r.values) == 1
-        )
+        return self._pairs
 
     def __str__(self) -> str:
+        if not self._text:
+            object.__setattr__(self, "_text", self._render())
+        return self._text
+
+    def _render(self) -> str:
         parts = []
         for r in self.requirements:
             if r.operator is Operator.IN and len(r.values) == 1:
@@ -91,25 +112,38 @@ def selector(labels: Labels) -> LabelSelector:
     )
 
 
+@functools.lru_cache(maxsize=65536)
+def _key_problem(key: str) -> str:
+    """What is wrong with a label key ("" when nothing); cached: keys repeat a lot."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _PREFIX.match(prefix)):
+        return f"invalid label key {key!r}: prefix must be a DNS subdomain"
+    if not _NAME.match(name):
+        return (
+            f"invalid label key {key!r}: name part must be 63 characters or less, start and "
+            "end with an alphanumeric character, with '-', '_' or '.' between"
+        )
+    return ""
+
+
+@functools.lru_cache(maxsize=65536)
+def _value_ok(value: str) -> bool:
+    return len(value) <= 63 and _VALUE.match(value) is not None
+
+
 def validate_key(r: Reader, key: Any, path: str) -> str:
     if not isinstance(key, str) or not key:
         raise r.fail(path, f"invalid label key {key!r}")
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _PREFIX.match(prefix)):
-        raise r.fail(path, f"invalid label key {key!r}: prefix must be a DNS subdomain")
-    if not _NAME.match(name):
-        raise r.fail(
-            path,
-            f"invalid label key {key!r}: name part must be 63 characters or less, start and "
-            "end with an alphanumeric character, with '-', '_' or '.' between",
-        )
+    problem = _key_problem(key)
+    if problem:
+        raise r.fail(path, problem)
     return key
 
 
 def validate_value(r: Reader, value: Any, path: str) -> str:
     if not isinstance(value, str):
         raise r.fail(path, f"label value must be a string, got {value!r}")
-    if len(value) > 63 or not _VALUE.match(value):
+    if not _value_ok(value):
         raise r.fail(path, f"invalid label value {value!r}")
     return value
 
@@ -123,8 +157,27 @@ def parse_labels(r: Reader, value: Any, path: str) -> dict[str, str]:
     return out
 
 
+_INTERNED: dict[tuple[tuple[str, str], ...], LabelSelector] = {}
+
+
 def parse_selector(r: Reader, value: Any, path: str) -> LabelSelector:
     m = r.mapping(value, path)
+    ml = m.get("matchLabels")
+    if len(m) <= 1 and (ml is None or isinstance(ml, Mapping)) and (ml or len(m) == 0):
+        # The common shape (matchLabels only): one shared, already-validated value per
+        # distinct label set.
+        key = tuple(sorted(ml.items())) if ml else ()
+        found = _INTERNED.get(key)
+        if found is not None:
+            return found
+        if len(_INTERNED) < 100_000:
+            found = _parse_selector(r, m, path)
+            _INTERNED[key] = found
+            return found
+    return _parse_selector(r, m, path)
+
+
+def _parse_selector(r: Reader, m: Mapping[str, Any], path: str) -> LabelSelector:
     for key in m:
         if key not in ("matchLabels", "matchExpressions"):
             raise r.fail(f"{path}.{key}", "unknown field in a label selector")

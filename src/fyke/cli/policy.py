@@ -16,6 +16,7 @@ from fyke.policy.compile import compile_policies
 from fyke.policy.evaluate import Evaluator
 from fyke.policy.explain import decision_json, decision_text
 from fyke.policy.matrix import PortQuery, all_ports_matrix, port_matrix
+from fyke.util.bulk import bulk_work
 
 DEFAULT_PORT = "80/TCP"
 
@@ -102,11 +103,14 @@ def _read_inputs(names: list[str]) -> list[tuple[str, str]]:
 
 
 def load_evaluator(names: list[str]) -> Evaluator:
-    inv = load_texts(_read_inputs(names))
-    compiled = compile_policies(inv)
+    texts = _read_inputs(names)
+    with bulk_work():
+        inv = load_texts(texts)
+        compiled = compile_policies(inv)
+        evaluator = Evaluator(Cluster(inv.namespaces, inv.pods, inv.nodes), compiled)
     for w in compiled.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    return Evaluator(Cluster(inv.namespaces, inv.pods, inv.nodes), compiled)
+    return evaluator
 
 
 def run_matrix(args: argparse.Namespace) -> int:
