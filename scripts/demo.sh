@@ -11,3 +11,6 @@ $fykectl policy explain -f examples/ --from z/a --to y/b --port 80/TCP
 echo
 echo "== fykectl policy explain -f examples/ --from x/a --to z/c --port 80/TCP"
 $fykectl policy explain -f examples/ --from x/a --to z/c --port 80/TCP
+echo
+echo "== fykectl policy explain -f examples/ --from z/b --to x/a --port 81/TCP"
+$fykectl policy explain -f examples/ --from z/b --to x/a --port 81/TCP

@@ -80,7 +80,9 @@ class PolicyInfo:
         return out
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.ref}"
+        # Two ClusterNetworkPolicy and two NetworkPolicy kinds exist; say whose.
+        owner = "Antrea " if self.api_version.startswith("crd.antrea.io/") else ""
+        return f"{owner}{self.kind} {self.ref}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
