@@ -206,3 +206,71 @@ def _parse_selector(r: Reader, m: Mapping[str, Any], path: str) -> LabelSelector
             raise r.fail(f"{epath}.values", f"may not be specified when operator is {op.value}")
         reqs.append(Requirement(key=key, operator=op, values=frozenset(values)))
     return LabelSelector(requirements=tuple(reqs))
+
+
+def _split_requirements(text: str) -> list[str]:
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if cur:
+        parts.append("".join(cur).strip())
+    return [p for p in parts if p]
+
+
+_SET_EXPR = re.compile(r"^(\S+)\s+(in|notin)\s*\((.*)\)$")
+
+
+def parse_selector_string(r: Reader, text: str, path: str) -> LabelSelector:
+    """The query-string form: `a=b,c!=d,e in (f,g),h notin (i),j,!k`."""
+    reqs: list[Requirement] = []
+    for part in _split_requirements(text):
+        m = _SET_EXPR.match(part)
+        if m:
+            key, op, values = m.group(1), m.group(2), m.group(3)
+            vals = frozenset(v.strip() for v in values.split(",") if v.strip())
+            for v in vals:
+                validate_value(r, v, path)
+            reqs.append(
+                Requirement(
+                    key=validate_key(r, key, path),
+                    operator=Operator.IN if op == "in" else Operator.NOT_IN,
+                    values=vals,
+                )
+            )
+        elif "!=" in part:
+            key, _, value = part.partition("!=")
+            reqs.append(
+                Requirement(
+                    key=validate_key(r, key.strip(), path),
+                    operator=Operator.NOT_IN,
+                    values=frozenset({validate_value(r, value.strip(), path)}),
+                )
+            )
+        elif "=" in part:
+            key, _, value = part.partition("==" if "==" in part else "=")
+            reqs.append(
+                Requirement(
+                    key=validate_key(r, key.strip(), path),
+                    operator=Operator.IN,
+                    values=frozenset({validate_value(r, value.strip(), path)}),
+                )
+            )
+        elif part.startswith("!"):
+            reqs.append(
+                Requirement(
+                    key=validate_key(r, part[1:].strip(), path), operator=Operator.DOES_NOT_EXIST
+                )
+            )
+        else:
+            reqs.append(Requirement(key=validate_key(r, part, path), operator=Operator.EXISTS))
+    return LabelSelector(requirements=tuple(reqs))

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from fyke.api.errors import ValidationError
-from fyke.cli import policy
+from fyke.cli import lab, policy
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     policy.register(sub)
+    lab.register(sub)
     return parser
 
 
