@@ -55,7 +55,7 @@ class ApiServer:
         self.bookmark_seconds = bookmark_seconds
         self.app = web.Application(middlewares=[self._middleware], client_max_size=16 << 20)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self.app.on_startup.append(self._finish_terminating)
+        self.app.on_startup.append(self._finish_terminating)  # type: ignore[arg-type]
         self._ensure_builtin_namespaces()
 
     async def _finish_terminating(self, _: web.Application) -> None:
