@@ -298,35 +298,29 @@ class ApiServer:
 
         initial: list[tuple[str, Obj]] = []
         backlog: list[Event] = []
-        try:
-            if rv_text in ("", "0"):
-                # No resourceVersion: the current state as ADDED events, then changes.
-                watcher, _ = self.store.watch(self.store.rv, wanted)
-                initial = [
-                    ("ADDED", o)
-                    for o in self.store.items(res.group, res.plural, t.namespace or None)
-                    if match(o)
-                ]
-            else:
-                try:
-                    since = int(rv_text)
-                except ValueError:
-                    raise bad_request(f"invalid resourceVersion {rv_text!r}") from None
-                if since > self.store.rv:
-                    raise ApiError(
-                        504,
-                        "Timeout",
-                        f"Too large resource version: {since}, "
-                        f"current resource version: {self.store.rv}",
-                    )
-                watcher, backlog = self.store.watch(since, wanted)
-        except ApiError as e:
-            if e.code != 410:
-                raise
-            # A watch that cannot start answers with an ERROR event, as kube-apiserver does.
-            resp = await self._stream_start(request)
-            await _send(resp, {"type": "ERROR", "object": e.status()})
-            return resp
+        if rv_text in ("", "0"):
+            # No resourceVersion: the current state as ADDED events, then changes.
+            watcher, _ = self.store.watch(self.store.rv, wanted)
+            initial = [
+                ("ADDED", o)
+                for o in self.store.items(res.group, res.plural, t.namespace or None)
+                if match(o)
+            ]
+        else:
+            try:
+                since = int(rv_text)
+            except ValueError:
+                raise bad_request(f"invalid resourceVersion {rv_text!r}") from None
+            if since > self.store.rv:
+                raise ApiError(
+                    504,
+                    "Timeout",
+                    f"Too large resource version: {since}, "
+                    f"current resource version: {self.store.rv}",
+                )
+            # Too old a resourceVersion raises 410 Gone before the stream starts, as the
+            # API server's watch cache answers; clients relist.
+            watcher, backlog = self.store.watch(since, wanted)
         resp = await self._stream_start(request)
         first = True
 
