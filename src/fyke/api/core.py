@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -114,13 +115,14 @@ class Meta:
 def read_meta(kind: str, doc: Mapping[str, Any], *, namespaced: bool) -> tuple[Reader, str, str]:
     """Name and namespace of an object, with a Reader whose errors name it."""
     raw = doc.get("metadata")
-    meta = raw if isinstance(raw, Mapping) else {}
+    is_map = type(raw) is dict or isinstance(raw, Mapping)
+    meta = raw if is_map else {}
     name = meta.get("name")
     ns = meta.get("namespace") if namespaced else None
     if namespaced and not ns:
         ns = "default"
     r = Reader(ObjectRef(kind=kind, name=str(name or "<unnamed>"), namespace=ns))
-    if not isinstance(raw, Mapping):
+    if not is_map:
         raise r.fail("metadata", "required value")
     if not isinstance(name, str) or not name:
         raise r.fail("metadata.name", "required value")
@@ -130,6 +132,13 @@ def read_meta(kind: str, doc: Mapping[str, Any], *, namespaced: bool) -> tuple[R
 
 
 def parse_ip(r: Reader, value: Any, path: str) -> IPAddress:
+    if isinstance(value, str):
+        # inet_pton then the packed form: several times faster than parsing the text in
+        # Python, which matters at 100k pods.
+        try:
+            return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, value))
+        except OSError:
+            pass
     try:
         return ipaddress.ip_address(value)
     except ValueError:

@@ -23,6 +23,8 @@ class Reader:
         return ValidationError(self.ref, path, message)
 
     def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
+        if type(value) is dict:  # the common case, without an ABC check
+            return value
         if value is None:
             return {}
         if not isinstance(value, Mapping):
@@ -31,6 +33,8 @@ class Reader:
 
     def items(self, value: Any, path: str) -> Sequence[Any]:
         """A list field; a missing (null) list reads as empty."""
+        if type(value) is list:
+            return value
         if value is None:
             return []
         if not isinstance(value, list):
