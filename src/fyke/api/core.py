@@ -116,7 +116,7 @@ def read_meta(kind: str, doc: Mapping[str, Any], *, namespaced: bool) -> tuple[R
     """Name and namespace of an object, with a Reader whose errors name it."""
     raw = doc.get("metadata")
     is_map = type(raw) is dict or isinstance(raw, Mapping)
-    meta: Mapping[str, Any] = raw if is_map else {}
+    meta: Mapping[str, Any] = raw if is_map else {}  # type: ignore[assignment]
     name = meta.get("name")
     ns = meta.get("namespace") if namespaced else None
     if namespaced and not ns:
