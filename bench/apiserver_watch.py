@@ -36,8 +36,18 @@ class Server:
     def __init__(self, data_dir: Path) -> None:
         fykectl = Path(sys.executable).with_name("fykectl")
         self.proc = subprocess.Popen(
-            [str(fykectl), "lab", "apiserver", "--listen", "127.0.0.1:0", "--data-dir",
-             str(data_dir)], stdout=subprocess.PIPE, text=True)
+            [
+                str(fykectl),
+                "lab",
+                "apiserver",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         self.base = line.split("listening on ")[1].split(";")[0]
@@ -57,19 +67,27 @@ class Server:
 
 
 def _pod(i: int) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"pod-{i}", "labels": {"app": f"app-{i % 10}"}},
-            "spec": {"nodeName": f"node-{i % 3}",
-                     "containers": [{"name": "c", "image": "agnhost",
-                                     "ports": [{"containerPort": 80, "name": "http"}]}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"pod-{i}", "labels": {"app": f"app-{i % 10}"}},
+        "spec": {
+            "nodeName": f"node-{i % 3}",
+            "containers": [
+                {"name": "c", "image": "agnhost", "ports": [{"containerPort": 80, "name": "http"}]}
+            ],
+        },
+    }
 
 
 async def _create(s: aiohttp.ClientSession, srv: Server, n: int) -> None:
     sem = asyncio.Semaphore(16)
 
     async def one(i: int) -> None:
-        async with sem, s.post(f"{srv.base}/api/v1/namespaces/default/pods", json=_pod(i),
-                               ssl=srv.ssl) as r:
+        async with (
+            sem,
+            s.post(f"{srv.base}/api/v1/namespaces/default/pods", json=_pod(i), ssl=srv.ssl) as r,
+        ):
             assert r.status == 201, await r.text()
 
     await asyncio.gather(*(one(i) for i in range(n)))
@@ -104,10 +122,18 @@ async def _patches(s: aiohttp.ClientSession, srv: Server, updates: int) -> float
     return time.perf_counter() - t0
 
 
-async def _watcher(s: aiohttp.ClientSession, srv: Server, rv: str, want: int,
-                   delays: list[float], ready: asyncio.Event) -> float:
-    url = (f"{srv.base}/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}"
-           "&fieldSelector=metadata.name%3Dpod-0")
+async def _watcher(
+    s: aiohttp.ClientSession,
+    srv: Server,
+    rv: str,
+    want: int,
+    delays: list[float],
+    ready: asyncio.Event,
+) -> float:
+    url = (
+        f"{srv.base}/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}"
+        "&fieldSelector=metadata.name%3Dpod-0"
+    )
     got = 0
     async with s.get(url, ssl=srv.ssl, timeout=aiohttp.ClientTimeout(total=None)) as r:
         ready.set()
@@ -115,8 +141,9 @@ async def _watcher(s: aiohttp.ClientSession, srv: Server, rv: str, want: int,
             ev = json.loads(line)
             if ev["type"] != "MODIFIED":
                 continue
-            delays.append(time.perf_counter() - float(
-                ev["object"]["metadata"]["annotations"]["sent"]))
+            delays.append(
+                time.perf_counter() - float(ev["object"]["metadata"]["annotations"]["sent"])
+            )
             got += 1
             if got == want:
                 return time.perf_counter()
@@ -133,14 +160,16 @@ async def run(args: argparse.Namespace) -> None:
                 created = time.perf_counter() - t0
                 listed, floor = await _list(s, srv, 5)
                 write_only = await _patches(s, srv, args.updates)
-                async with s.get(f"{srv.base}/api/v1/namespaces/default/pods/pod-0",
-                                 ssl=srv.ssl) as r:
+                async with s.get(
+                    f"{srv.base}/api/v1/namespaces/default/pods/pod-0", ssl=srv.ssl
+                ) as r:
                     rv = (await r.json())["metadata"]["resourceVersion"]
                 delays: list[float] = []
                 readies = [asyncio.Event() for _ in range(args.watchers)]
-                watchers = [asyncio.create_task(
-                    _watcher(s, srv, rv, args.updates, delays, readies[i]))
-                    for i in range(args.watchers)]
+                watchers = [
+                    asyncio.create_task(_watcher(s, srv, rv, args.updates, delays, readies[i]))
+                    for i in range(args.watchers)
+                ]
                 await asyncio.gather(*(e.wait() for e in readies))
                 t0 = time.perf_counter()
                 await _patches(s, srv, args.updates)
@@ -152,17 +181,24 @@ async def run(args: argparse.Namespace) -> None:
     delays.sort()
     n = len(delays)
     print(f"pods {args.pods}, updates {args.updates}, watchers {args.watchers}")
-    print(f"create {args.pods} pods (16 in flight): {created:.1f} s "
-          f"({args.pods / created:.0f}/s)")
-    print(f"list {args.pods} pods: {listed * 1000:.0f} ms (median of 5); JSON encode+decode "
-          f"of the same items in this process: {floor * 1000:.0f} ms; ratio "
-          f"{listed / floor:.1f}x")
-    print(f"{args.updates} updates, no watcher: {write_only:.2f} s "
-          f"({args.updates / write_only:.0f}/s)")
-    print(f"{args.updates} updates to {args.watchers} watchers: {n} deliveries in "
-          f"{fanout:.2f} s = {n / fanout:.0f} events/s; latency p50 "
-          f"{delays[n // 2] * 1000:.1f} ms, p99 {delays[int(n * 0.99) - 1] * 1000:.1f} ms; "
-          f"fan-out costs {fanout / write_only:.2f}x the writes alone")
+    print(
+        f"create {args.pods} pods (16 in flight): {created:.1f} s " f"({args.pods / created:.0f}/s)"
+    )
+    print(
+        f"list {args.pods} pods: {listed * 1000:.0f} ms (median of 5); JSON encode+decode "
+        f"of the same items in this process: {floor * 1000:.0f} ms; ratio "
+        f"{listed / floor:.1f}x"
+    )
+    print(
+        f"{args.updates} updates, no watcher: {write_only:.2f} s "
+        f"({args.updates / write_only:.0f}/s)"
+    )
+    print(
+        f"{args.updates} updates to {args.watchers} watchers: {n} deliveries in "
+        f"{fanout:.2f} s = {n / fanout:.0f} events/s; latency p50 "
+        f"{delays[n // 2] * 1000:.1f} ms, p99 {delays[int(n * 0.99) - 1] * 1000:.1f} ms; "
+        f"fan-out costs {fanout / write_only:.2f}x the writes alone"
+    )
     print(f"server peak RSS: {peak:.0f} MiB")
 
 

@@ -173,7 +173,7 @@ def _rule(
 ) -> AntreaRule:
     m = r.mapping(raw, path)
     action = r.one_of(r.string(m, "action", path, required=True), f"{path}.action", ACTIONS)
-    name = r.string(m, "name", path) or _default_rule_name(direction, action, m)
+    name = r.string(m, "name", path) or _default_rule_name(direction, action, index, m)
     peers = _peers(r, m.get(peer_key), f"{path}.{peer_key}", namespaced, applied_to=False)
     ports: list[PortSpec] = []
     for i, p in enumerate(r.items(m.get("ports"), f"{path}.ports")):
@@ -195,10 +195,11 @@ def _rule(
     )
 
 
-def _default_rule_name(direction: str, action: str, rule: Mapping[str, Any]) -> str:
-    """As Antrea's mutating webhook names unnamed rules: direction, action, short digest."""
+def _default_rule_name(direction: str, action: str, index: int, rule: Mapping[str, Any]) -> str:
+    """Named as Antrea's mutating webhook names unnamed rules (direction, action, short
+    digest); the position is in the digest so that identical rules get distinct names."""
     digest = hashlib.sha1(
-        json.dumps(rule, sort_keys=True, default=str).encode(), usedforsecurity=False
+        json.dumps([index, rule], sort_keys=True, default=str).encode(), usedforsecurity=False
     ).hexdigest()
     return f"{direction}-{action.lower()}-{digest[:7]}"
 

@@ -16,6 +16,10 @@ from fyke.api.core import Namespace, Node, Pod, parse_namespace, parse_node, par
 from fyke.api.errors import ValidationError
 from fyke.api.netpol import NetworkPolicy, parse_network_policy
 
+# libyaml's safe loader when PyYAML was built with it (the wheels are): same results,
+# an order of magnitude faster on large inputs.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass(slots=True, kw_only=True)
 class Inventory:
@@ -83,7 +87,7 @@ def documents(text: str, source: str) -> Iterable[Mapping[str, Any]]:
         if text.lstrip().startswith(("{", "[")):
             loaded: list[Any] = [json.loads(text)]
         else:
-            loaded = list(yaml.safe_load_all(text))
+            loaded = list(yaml.load_all(text, Loader=_LOADER))
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         raise ValidationError(None, "", f"{source}: cannot parse: {e}") from None
     stack = list(reversed(loaded))

@@ -120,14 +120,14 @@ def run_matrix(args: argparse.Namespace) -> int:
     if args.all_ports:
         ranges = all_ports_matrix(ev)
         if args.output == "json":
-            _print_json({"pods": pods, "matrix": ranges})
+            _print_json({"pods": pods, "matrix": ranges}, compact=True)
         else:
             print(_ranges_table(pods, ranges))
         return 0
     matrix = port_matrix(ev, ports)
     names = [str(q) for q in ports]
     if args.output == "json":
-        _print_json({"ports": names, "pods": pods, "matrix": matrix})
+        _print_json({"ports": names, "pods": pods, "matrix": matrix}, compact=len(pods) > 50)
     else:
         print(_verdict_table(pods, names, matrix))
     return 0
@@ -149,8 +149,12 @@ def run_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_json(value: object) -> None:
-    json.dump(value, sys.stdout, indent=2)
+def _print_json(value: object, *, compact: bool = False) -> None:
+    if compact:
+        # Matrices run to megabytes: the C encoder only serves output without indent.
+        sys.stdout.write(json.dumps(value, separators=(",", ":")))
+    else:
+        json.dump(value, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 

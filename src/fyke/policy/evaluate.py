@@ -85,7 +85,9 @@ class Evaluator:
         self._isolated: dict[Direction, list[list[PolicyInfo]]] = {
             d: [[] for _ in range(n)] for d in Direction
         }
-        self._peer_cache: dict[tuple[object, ...], frozenset[int] | None] = {}
+        self._peer_cache: dict[tuple[int, str], frozenset[int]] = {}
+        self._peer_shared: dict[tuple[object, ...], frozenset[int]] = {}
+        self._relative: dict[int, bool] = {}
         selected_cache: dict[tuple[PodTerm, ...], list[int]] = {}
         for rule in policies.rules:  # already in evaluation order
             for i in self._selected(rule.applied_to, selected_cache):
@@ -115,33 +117,49 @@ class Evaluator:
                 return True
         return False
 
+    def is_relative(self, rule: Rule) -> bool:
+        """Whether the rule's peers depend on the protected pod's namespace."""
+        found = self._relative.get(rule.id)
+        if found is None:
+            found = rule.peers is not None and any(
+                isinstance(t, PodTerm) and t.relative for t in rule.peers
+            )
+            self._relative[rule.id] = found
+        return found
+
     def peer_pods(self, rule: Rule, subject: int) -> frozenset[int] | None:
         """Pods the rule's peers select, seen from the protected pod `subject`."""
         peers = rule.peers
         if peers is None:
             return ANY
-        relative = any(isinstance(t, PodTerm) and t.relative for t in peers)
+        relative = self.is_relative(rule)
         subject_pod = self.cluster.pods[subject]
-        key: tuple[object, ...] = (peers, subject_pod.namespace if relative else None)
-        if key in self._peer_cache:
-            return self._peer_cache[key]
-        members: set[int] = set()
-        other_terms: list[Term] = []
-        for t in peers:
-            if isinstance(t, PodTerm):
-                members.update(self.selection.pods(t, subject_pod))
-            else:
-                other_terms.append(t)
-        if other_terms:
-            # ipBlocks and node selectors also match pods by their IPs.
-            members.update(
-                i
-                for i, pod in enumerate(self.cluster.pods)
-                if any(self._ip_in_terms(other_terms, ip) for ip in pod.ips)
-            )
-        frozen = frozenset(members)
-        self._peer_cache[key] = frozen
-        return frozen
+        key = (rule.id, subject_pod.namespace if relative else "")
+        found = self._peer_cache.get(key)
+        if found is not None:
+            return found
+        # Rules of one policy often share their peers: compute each distinct set once.
+        shared_key = (peers, key[1])
+        found = self._peer_shared.get(shared_key)
+        if found is None:
+            members: set[int] = set()
+            other_terms: list[Term] = []
+            for t in peers:
+                if isinstance(t, PodTerm):
+                    members.update(self.selection.pods(t, subject_pod))
+                else:
+                    other_terms.append(t)
+            if other_terms:
+                # ipBlocks and node selectors also match pods by their IPs.
+                members.update(
+                    i
+                    for i, pod in enumerate(self.cluster.pods)
+                    if any(self._ip_in_terms(other_terms, ip) for ip in pod.ips)
+                )
+            found = frozenset(members)
+            self._peer_shared[shared_key] = found
+        self._peer_cache[key] = found
+        return found
 
     def _peer_matches(self, rule: Rule, subject: int, peer: Endpoint) -> bool:
         if rule.peers is None:
@@ -159,6 +177,10 @@ class Evaluator:
         return [
             r for r in self._applied[direction][subject] if self._peer_matches(r, subject, peer)
         ]
+
+    def applied(self, direction: Direction, subject: int) -> list[Rule]:
+        """Rules protecting `subject` in `direction`, in order."""
+        return self._applied[direction][subject]
 
     def isolated_by(self, direction: Direction, subject: int) -> list[PolicyInfo]:
         return self._isolated[direction][subject]
