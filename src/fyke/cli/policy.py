@@ -120,14 +120,14 @@ def run_matrix(args: argparse.Namespace) -> int:
     if args.all_ports:
         ranges = all_ports_matrix(ev)
         if args.output == "json":
-            _print_json({"pods": pods, "matrix": ranges}, compact=True)
+            _print_matrix_json({"pods": pods}, ranges)
         else:
             print(_ranges_table(pods, ranges))
         return 0
     matrix = port_matrix(ev, ports)
     names = [str(q) for q in ports]
     if args.output == "json":
-        _print_json({"ports": names, "pods": pods, "matrix": matrix}, compact=len(pods) > 50)
+        _print_matrix_json({"ports": names, "pods": pods}, matrix)
     else:
         print(_verdict_table(pods, names, matrix))
     return 0
@@ -149,13 +149,30 @@ def run_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_json(value: object, *, compact: bool = False) -> None:
-    if compact:
-        # Matrices run to megabytes: the C encoder only serves output without indent.
-        sys.stdout.write(json.dumps(value, separators=(",", ":")))
-    else:
-        json.dump(value, sys.stdout, indent=2)
+def _print_json(value: object) -> None:
+    json.dump(value, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def _print_matrix_json(head: dict[str, object], matrix: dict[str, dict[str, Any]]) -> None:
+    """{**head, "matrix": matrix} as compact JSON. Pairs share cell objects, so each
+    distinct cell is encoded once and the text is joined: the output runs to megabytes."""
+    encoded: dict[int, str] = {}
+    dump = json.dumps
+    quoted = {key: dump(key) for key in matrix}
+    parts = [dump(head, separators=(",", ":"))[:-1], ',"matrix":{']
+    rows = []
+    for src, row in matrix.items():
+        cells = []
+        for dst, cell in row.items():
+            text = encoded.get(id(cell))
+            if text is None:
+                text = encoded[id(cell)] = dump(cell, separators=(",", ":"))
+            cells.append(f"{quoted[dst]}:{text}")
+        rows.append(f"{quoted[src]}:{{{','.join(cells)}}}")
+    parts.append(",".join(rows))
+    parts.append("}}\n")
+    sys.stdout.write("".join(parts))
 
 
 _SYMBOL = {"allow": ".", "drop": "X", "reject": "R"}

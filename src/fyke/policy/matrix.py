@@ -184,6 +184,7 @@ def side_ranges(
     cands: Sequence[Rule],
     iso: Sequence[PolicyInfo],
     dst: Pod,
+    port_cache: dict[tuple[int, Protocol], Ranges] | None = None,
 ) -> dict[str, Ranges]:
     """Ports one side allows, per protocol, by carrying intervals of still-undecided ports
     through the rules in order: what a rule matches is decided (or, for Pass, skips to the
@@ -198,7 +199,13 @@ def side_ranges(
             layer = rule.policy.layer
             if iso and layer > Layer.NETWORK_POLICY:
                 break
-            ports = _rule_ports(rule, dst, proto)
+            if port_cache is None or rule.has_named_ports:
+                ports = _rule_ports(rule, dst, proto)
+            else:  # the same for every destination: compute once per rule
+                found = port_cache.get((rule.id, proto))
+                if found is None:
+                    found = port_cache[(rule.id, proto)] = _rule_ports(rule, dst, proto)
+                ports = found
             if not ports:
                 continue
             action = rule.action
@@ -262,12 +269,19 @@ def allowed_ranges(
 
 
 def all_ports_matrix(ev: Evaluator) -> dict[str, dict[str, dict[str, Ranges]]]:
+    port_cache: dict[tuple[int, Protocol], Ranges] = {}
+
     def side(
         direction: Direction, cands: list[Rule], iso: list[PolicyInfo], dst: Pod
     ) -> dict[str, Ranges]:
-        return side_ranges(ev, direction, cands, iso, dst)
+        return side_ranges(ev, direction, cands, iso, dst, port_cache)
+
+    interned: dict[tuple[object, ...], dict[str, Ranges]] = {}
 
     def combine(e: dict[str, Ranges], i: dict[str, Ranges]) -> dict[str, Ranges]:
-        return {p: intersect(e[p], i[p]) for p in e}
+        cell = {p: intersect(e[p], i[p]) for p in e}
+        # Equal answers share one object, so printing encodes each once.
+        key = tuple(tuple(map(tuple, r)) for r in cell.values())
+        return interned.setdefault(key, cell)
 
     return _pairs(ev, side, combine)

@@ -134,6 +134,10 @@ class Rule:
     ports: tuple[PortSpec, ...] | None  # None: every port of every protocol
 
     @property
+    def has_named_ports(self) -> bool:
+        return self.ports is not None and any(p.named for p in self.ports)
+
+    @property
     def order(self) -> tuple[Any, ...]:
         # As Antrea computes flow priorities: rule i of every policy of one priority comes
         # before rule i+1 of any of them. Name only breaks ties deterministically.
