@@ -32,34 +32,34 @@ class ApiError(Exception):
         return out
 
 
-def not_found(group: str, plural: str, name: str) -> ApiError:
+def _about(code: int, reason: str, group: str, plural: str, name: str, template: str) -> ApiError:
+    """An error about one object; template gets {what} (plural.group) and {name}."""
     what = f"{plural}.{group}" if group else plural
     return ApiError(
-        404,
-        "NotFound",
-        f'{what} "{name}" not found',
+        code,
+        reason,
+        template.format(what=what, name=name),
         {"name": name, "group": group, "kind": plural},
     )
+
+
+def not_found(group: str, plural: str, name: str) -> ApiError:
+    return _about(404, "NotFound", group, plural, name, '{what} "{name}" not found')
 
 
 def already_exists(group: str, plural: str, name: str) -> ApiError:
-    what = f"{plural}.{group}" if group else plural
-    return ApiError(
-        409,
-        "AlreadyExists",
-        f'{what} "{name}" already exists',
-        {"name": name, "group": group, "kind": plural},
-    )
+    return _about(409, "AlreadyExists", group, plural, name, '{what} "{name}" already exists')
 
 
 def conflict(group: str, plural: str, name: str) -> ApiError:
-    what = f"{plural}.{group}" if group else plural
-    return ApiError(
+    return _about(
         409,
         "Conflict",
-        f'Operation cannot be fulfilled on {what} "{name}": the object has been modified; '
+        group,
+        plural,
+        name,
+        'Operation cannot be fulfilled on {what} "{name}": the object has been modified; '
         "please apply your changes to the latest version and try again",
-        {"name": name, "group": group, "kind": plural},
     )
 
 
