@@ -1,0 +1,1 @@
+"""Pure data-plane model: the table pipeline, register fields, flows and flow builders."""
