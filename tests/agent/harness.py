@@ -99,7 +99,7 @@ def sock_dir() -> Iterator[Path]:
 
 
 def config(**extra: Any) -> dict[str, Any]:
-    return {"cniVersion": "1.1.0", "name": "fyke-pods", "type": "fyke", **extra}
+    return {"cniVersion": "1.1.0", "name": "fyke-pods", "type": "fyke-cni", **extra}
 
 
 @dataclass

@@ -38,7 +38,7 @@ def conflist(socket: str, version: str = "1.1.0") -> dict[str, Any]:
     return {
         "cniVersion": version,
         "name": "fyke-pods",
-        "plugins": [{"type": "fyke", "mtu": 1450, "agentSocket": socket}, {"type": "portmap"}],
+        "plugins": [{"type": "fyke-cni", "mtu": 1450, "agentSocket": socket}, {"type": "portmap"}],
     }
 
 
@@ -89,11 +89,11 @@ def test_missing_env_is_code_4_naming_the_variable(tmp_path: Path) -> None:
     [
         ("{not json", 6, "not valid JSON"),
         ("[1, 2]", 7, "must be a JSON object"),
-        ('{"cniVersion": "1.1.0", "type": "fyke"}', 7, "name"),
-        ('{"cniVersion": "0.3.1", "name": "n", "type": "fyke"}', 1, "0.3.1"),
-        ('{"cniVersion": "1.1.0", "name": "n", "plugins": [{"type": "bridge"}]}', 7, "fyke"),
+        ('{"cniVersion": "1.1.0", "type": "fyke-cni"}', 7, "name"),
+        ('{"cniVersion": "0.3.1", "name": "n", "type": "fyke-cni"}', 1, "0.3.1"),
+        ('{"cniVersion": "1.1.0", "name": "n", "plugins": [{"type": "bridge"}]}', 7, "fyke-cni"),
         (
-            '{"cniVersion": "1.1.0", "name": "n", "type": "fyke", "ipam": {"type": "host-local"}}',
+            '{"cniVersion": "1.1.0", "name": "n", "type": "fyke-cni", "ipam": {"type": "host-local"}}',
             2,
             "ipam.type",
         ),

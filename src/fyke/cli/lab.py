@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
+
+DEFAULT_STATE_DIR = "/var/lib/fyke/lab"
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("lab", help="the lab: nodes, pods and a Kubernetes-compatible API")
     lsub = p.add_subparsers(dest="lab_command", required=True, metavar="COMMAND")
+
     a = lsub.add_parser("apiserver", help="run the lab API server in the foreground")
     a.add_argument(
         "--listen",
@@ -24,8 +29,138 @@ def register(sub: Any) -> None:
     )
     a.set_defaults(func=run_apiserver)
 
+    up = lsub.add_parser("up", help="start the lab")
+    up.add_argument("--nodes", type=int, default=1)
+    up.add_argument("--encap", choices=("geneve", "vxlan", "none"), default="geneve")
+    _state(up)
+    up.set_defaults(func=run_up)
+
+    down = lsub.add_parser("down", help="stop the lab and remove what it made (not its state)")
+    _state(down)
+    down.set_defaults(func=run_down)
+
+    for verb in ("apply", "delete"):
+        v = lsub.add_parser(verb, help=f"{verb} manifests in the lab")
+        v.add_argument("-f", "--filename", action="append", required=True, metavar="FILE")
+        v.add_argument("--wait", action="store_true", help="until pods run (or are gone)")
+        _state(v)
+        v.set_defaults(func=run_apply if verb == "apply" else run_delete)
+
+    pr = lsub.add_parser("probe", help="real packets between every pair of running pods")
+    pr.add_argument("--port", action="append", default=[], metavar="PORT/PROTO")
+    pr.add_argument("-o", "--output", choices=("json", "table"), default="table")
+    pr.add_argument("--timeout", type=float, default=2.0, help="seconds before a drop")
+    _state(pr)
+    pr.set_defaults(func=run_probe)
+
+    kc = lsub.add_parser("kubeconfig", help="print the lab's kubeconfig")
+    kc.add_argument("--path", action="store_true", help="print its path instead")
+    _state(kc)
+    kc.set_defaults(func=run_kubeconfig)
+
+
+def _state(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, metavar="DIR")
+
 
 def run_apiserver(args: argparse.Namespace) -> int:
     from fyke.lab.apiserver.run import main
 
     return main(args.listen, args.data_dir)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from fyke.lab.up import up
+
+    return up(Path(args.state_dir), args.nodes, args.encap)
+
+
+def run_down(args: argparse.Namespace) -> int:
+    from fyke.lab.up import down
+
+    down(Path(args.state_dir))
+    return 0
+
+
+def _kubeconfig(args: argparse.Namespace) -> str:
+    from fyke.lab.up import kubeconfig_path, load_spec
+
+    state = Path(args.state_dir)
+    load_spec(state)
+    return str(kubeconfig_path(state))
+
+
+def run_kubeconfig(args: argparse.Namespace) -> int:
+    path = _kubeconfig(args)
+    print(path if args.path else Path(path).read_text(), end="" if not args.path else "\n")
+    return 0
+
+
+def _apply_or_delete(args: argparse.Namespace, delete: bool) -> int:
+    import asyncio
+
+    from fyke.lab import objects
+    from fyke.lab.up import manifests
+
+    docs = manifests(args.filename)
+    kubeconfig = _kubeconfig(args)
+
+    async def go() -> list[str]:
+        c = objects.client(kubeconfig)
+        try:
+            done = await (objects.delete(c, docs) if delete else objects.apply(c, docs))
+            if args.wait:
+                keys = {
+                    f"{d['metadata'].get('namespace') or 'default'}/{d['metadata']['name']}"
+                    for d in docs
+                    if d.get("kind") == "Pod"
+                }
+                await objects.wait_pods(c, keys, gone=delete)
+            return done
+        finally:
+            await c.close()  # type: ignore[no-untyped-call]
+
+    for line in asyncio.run(go()):
+        print(line)
+    return 0
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    return _apply_or_delete(args, delete=False)
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    return _apply_or_delete(args, delete=True)
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from fyke.cli.policy import _print_json, _verdict_table, parse_port
+    from fyke.lab import objects
+    from fyke.lab.probe import probe
+
+    ports = [parse_port(p) for p in (args.port or ["80/TCP"])]
+    kubeconfig = _kubeconfig(args)
+
+    async def go() -> dict[str, Any]:
+        c = objects.client(kubeconfig)
+        try:
+            pods = [
+                p
+                for p in await objects.pods(c)
+                if p.get("status", {}).get("phase") == "Running"
+                and p.get("status", {}).get("podIP")
+            ]
+        finally:
+            await c.close()  # type: ignore[no-untyped-call]
+        return await probe(pods, [(q.port, q.protocol.value) for q in ports], args.timeout)
+
+    result = asyncio.run(go())
+    for port, why in result.get("skipped", {}).items():
+        print(f"warning: {port} not probed: {why}", file=sys.stderr)
+    if args.output == "json":
+        _print_json(result)
+    else:
+        print(_verdict_table(result["pods"], result["ports"], result["matrix"]))
+    return 0

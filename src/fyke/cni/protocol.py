@@ -21,7 +21,7 @@ from typing import Any
 
 CURRENT_VERSION = "1.1.0"
 SUPPORTED_VERSIONS = ("0.4.0", "1.0.0", "1.1.0")
-PLUGIN_TYPE = "fyke"
+PLUGIN_TYPE = "fyke-cni"  # the binary a runtime runs for this type
 DEFAULT_AGENT_SOCKET = "/run/fyke/cni.sock"
 DEFAULT_MTU = 1450
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024

@@ -55,3 +55,30 @@ ANTREA_NETWORK_POLICY = Kind("crd.antrea.io", "v1beta1", "NetworkPolicy", "netwo
 TIER = Kind("crd.antrea.io", "v1beta1", "Tier", "tiers", False)
 CLUSTER_GROUP = Kind("crd.antrea.io", "v1beta1", "ClusterGroup", "clustergroups", False)
 GROUP = Kind("crd.antrea.io", "v1beta1", "Group", "groups", True)
+
+ALL: tuple[Kind, ...] = (
+    NAMESPACE,
+    POD,
+    NODE,
+    SERVICE,
+    ENDPOINT_SLICE,
+    NETWORK_POLICY,
+    ADMIN_NETWORK_POLICY,
+    BASELINE_ADMIN_NETWORK_POLICY,
+    CLUSTER_NETWORK_POLICY,
+    ANTREA_CLUSTER_NETWORK_POLICY,
+    ANTREA_NETWORK_POLICY,
+    TIER,
+    CLUSTER_GROUP,
+    GROUP,
+    Kind("", "v1", "Endpoints", "endpoints", True),
+    Kind("crd.antrea.io", "v1beta1", "Traceflow", "traceflows", False),
+)
+
+
+def kind_of(api_version: str, kind: str) -> Kind | None:
+    group, _, version = api_version.rpartition("/")
+    for k in ALL:
+        if k.group == group and k.version == version and k.kind == kind:
+            return k
+    return None

@@ -1,0 +1,191 @@
+"""fyke-agent: the node agent. Today: the node's OVS bridge and gateway, the base pipeline
+(pod connectivity with SpoofGuard and conntrack) reconciled by cookie, and the CNI server.
+
+Usage: fyke-agent --node NAME --kubeconfig K --state-dir D [--cni-socket S]
+                  [--ovs-dir D] [--bridge br-int] [--datapath-type netdev|system]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from fyke.agent.cniserver import CniServer
+from fyke.agent.ipam import Ipam
+from fyke.agent.ovsport import OvsPortAttacher
+from fyke.agent.plumbing import VethPlumbing
+from fyke.datapath.pod import Gateway, PodPort, pod_connectivity
+from fyke.kube import resources
+from fyke.kube.client import async_client
+from fyke.ovs.daemons import OvsPaths
+from fyke.ovs.openflow import OFConnection
+from fyke.ovs.ovsdb import GATEWAY_PORT, AddBridge, Ovsdb, gateway_port
+from fyke.ovs.reconcile import reconcile
+
+log = logging.getLogger("fyke.agent")
+GATEWAY_OFPORT = 2
+
+
+def _next_round(state: Path) -> int:
+    """A counter persisted across restarts: flows of older rounds are stale."""
+    path = state / "round"
+    current = int(path.read_text()) if path.exists() else 0
+    nxt = (current + 1) % 0xFFFF or 1
+    path.write_text(str(nxt))
+    return nxt
+
+
+def _sh(*args: str) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+class Agent:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.node = args.node
+        self.state = Path(args.state_dir)
+        self.bridge = args.bridge
+        self.round = 0
+        self.lock = asyncio.Lock()
+        self.ovsdb: Ovsdb | None = None
+        self.of: OFConnection | None = None
+        self.gateway: Gateway | None = None
+
+    async def _pod_cidr(self) -> ipaddress.IPv4Network:
+        client = async_client(self.args.kubeconfig, field_manager=f"fyke-agent-{self.node}")
+        res: Any = resources.NODE.resource()
+        try:
+            while True:
+                node = (await client.get(res, self.node)).to_dict()
+                cidr = node.get("spec", {}).get("podCIDR")
+                if cidr:
+                    return ipaddress.IPv4Network(cidr)
+                log.info("waiting for Node %s to get a podCIDR", self.node)
+                await asyncio.sleep(1)
+        finally:
+            await client.close()  # type: ignore[no-untyped-call]
+
+    async def sync_flows(self) -> None:
+        """Desired flows from the bridge's ports, reconciled in one bundle."""
+        assert self.ovsdb is not None and self.of is not None and self.gateway is not None
+        async with self.lock:
+            pods = [
+                PodPort(
+                    ofport=p.ofport,
+                    name=p.name,
+                    ip=p.external_ids["fyke.io/ip"],
+                    mac=p.external_ids["fyke.io/mac"],
+                )
+                for p in await self.ovsdb.list_ports(self.bridge)
+                if p.ofport and p.ofport > 0 and "fyke.io/ip" in p.external_ids
+            ]
+            flows = pod_connectivity(self.gateway, pods, round=self.round)
+            result = await reconcile(self.of, flows)
+            if result.changed:
+                log.info("flows: %s", result)
+
+    async def run(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        ready_file = self.state / "ready"
+        ready_file.unlink(missing_ok=True)
+        cidr = await self._pod_cidr()
+        ipam = Ipam(cidr, self.state)
+        paths = OvsPaths(dir=Path(self.args.ovs_dir))
+        self.ovsdb = await Ovsdb.connect(paths.db_remote)
+        await self.ovsdb.transact(
+            AddBridge(name=self.bridge, datapath_type=self.args.datapath_type),
+            gateway_port(self.bridge, GATEWAY_OFPORT),
+        )
+        gw_ip = ipam.gateway
+        await asyncio.to_thread(self._gateway_device, f"{gw_ip}/{cidr.prefixlen}")
+        mac = json.loads(_sh("ip", "-j", "link", "show", GATEWAY_PORT))[0]["address"]
+        self.gateway = Gateway(
+            ofport=await self.ovsdb.get_ofport(GATEWAY_PORT), ip=str(gw_ip), mac=mac
+        )
+        self.of = await OFConnection.connect(paths.mgmt(self.bridge))
+        self.round = _next_round(self.state)
+        await self.sync_flows()  # the new round replaces every flow of earlier rounds
+        attacher = OvsPortAttacher(self.ovsdb, self.bridge, self.sync_flows)
+        plumbing = VethPlumbing()
+        server = CniServer(
+            ipam=ipam,
+            plumbing=plumbing,
+            attacher=attacher,
+            socket_path=self.args.cni_socket,
+            ready=True,
+        )
+        async with server:
+            ready_file.write_text(json.dumps({"round": self.round, "podCIDR": str(cidr)}))
+            log.info(
+                "agent ready on %s: podCIDR %s, gateway %s, round %d",
+                self.node,
+                cidr,
+                gw_ip,
+                self.round,
+            )
+            await asyncio.Event().wait()
+
+    def _gateway_device(self, address: str) -> None:
+        # The internal port is a tap device of this namespace: give it the gateway address.
+        for _ in range(50):
+            if (
+                subprocess.run(["ip", "link", "show", GATEWAY_PORT], capture_output=True).returncode
+                == 0
+            ):
+                break
+            time.sleep(0.1)
+        subprocess.run(["ip", "addr", "replace", address, "dev", GATEWAY_PORT], check=True)
+        subprocess.run(["ip", "link", "set", GATEWAY_PORT, "up"], check=True)
+
+    async def close(self) -> None:
+        if self.of is not None:
+            await self.of.close()
+        if self.ovsdb is not None:
+            await self.ovsdb.close()
+        (self.state / "ready").unlink(missing_ok=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="fyke-agent")
+    ap.add_argument("--node", required=True)
+    ap.add_argument("--kubeconfig", default=None)
+    ap.add_argument("--state-dir", required=True)
+    ap.add_argument("--cni-socket", default="/run/fyke/cni.sock")
+    ap.add_argument("--ovs-dir", default="", help="OVS run/db dir (default STATE/ovs)")
+    ap.add_argument("--bridge", default="br-int")
+    ap.add_argument("--datapath-type", choices=("netdev", "system"), default="system")
+    args = ap.parse_args()
+    if not args.ovs_dir:
+        args.ovs_dir = str(Path(args.state_dir) / "ovs")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    agent = Agent(args)
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(agent.run())
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        done, _ = await asyncio.wait(
+            [task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        task.cancel()
+        await agent.close()
+        for d in done:
+            if d is task and not task.cancelled() and task.exception():
+                raise task.exception()  # type: ignore[misc]
+
+    asyncio.run(go())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""What `fykectl lab` does through the API: register nodes, apply and delete manifests,
+wait for pods, list running pods."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.types import PatchType
+
+from fyke.kube import resources
+from fyke.kube.client import async_client
+
+Obj = dict[str, Any]
+
+
+def client(kubeconfig: str) -> AsyncClient:
+    return async_client(kubeconfig, field_manager="fykectl-lab")
+
+
+def _target(obj: Obj) -> tuple[Any, str, str | None]:
+    """(lightkube resource, name, namespace or None) of a manifest."""
+    kind = resources.kind_of(obj.get("apiVersion", ""), obj.get("kind", ""))
+    if kind is None:
+        raise ValueError(f"the lab does not serve {obj.get('apiVersion')}/{obj.get('kind')}")
+    meta = obj.get("metadata") or {}
+    ns = (meta.get("namespace") or "default") if kind.namespaced else None
+    return kind.resource(), meta["name"], ns
+
+
+async def apply(c: Any, objs: list[Obj]) -> list[str]:
+    """Server-side apply, namespaces first; returns what was done, kubectl-style."""
+    done = []
+    for obj in sorted(objs, key=lambda o: o.get("kind") != "Namespace"):
+        res, name, ns = _target(obj)
+        await c.patch(res, name, obj, namespace=ns, patch_type=PatchType.APPLY, force=True)
+        done.append(f"{obj['kind'].lower()}/{name} applied")
+    return done
+
+
+async def delete(c: Any, objs: list[Obj]) -> list[str]:
+    done = []
+    for obj in reversed(objs):
+        res, name, ns = _target(obj)
+        try:
+            await c.delete(res, name, namespace=ns)
+            done.append(f"{obj['kind'].lower()}/{name} deleted")
+        except ApiError as e:
+            if e.status.code != 404:
+                raise
+            done.append(f"{obj['kind'].lower()}/{name} not found")
+    return done
+
+
+async def pods(c: Any) -> list[Obj]:
+    res: Any = resources.POD.resource()
+    return [p.to_dict() async for p in c.list(res, namespace="*")]
+
+
+async def wait_pods(
+    c: AsyncClient, keys: set[str], *, gone: bool = False, timeout: float = 120.0
+) -> None:
+    """Until every ns/name in keys is Running with an IP (or gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = {
+            f"{p['metadata']['namespace']}/{p['metadata']['name']}": p for p in await pods(c)
+        }
+        if gone and not keys & set(current):
+            return
+        if not gone and all(
+            k in current
+            and current[k].get("status", {}).get("phase") == "Running"
+            and current[k].get("status", {}).get("podIP")
+            for k in keys
+        ):
+            return
+        await asyncio.sleep(0.3)
+    raise TimeoutError(f"pods not {'gone' if gone else 'running'} after {timeout:.0f}s")
+
+
+async def register_node(c: Any, name: str, pod_cidr: str, ip: str) -> None:
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
+    }
+    res: Any = resources.NODE.resource()
+    await c.patch(res, name, node, patch_type=PatchType.APPLY, force=True)
+    await c.patch(
+        res.Status,
+        name,
+        {
+            "status": {
+                "addresses": [
+                    {"type": "InternalIP", "address": ip},
+                    {"type": "Hostname", "address": name},
+                ],
+                "conditions": [{"type": "Ready", "status": "True", "reason": "FykeLab"}],
+                "nodeInfo": {"kubeletVersion": "v1.32.0-fyke-lab"},
+            }
+        },
+        patch_type=PatchType.MERGE,
+    )
