@@ -36,7 +36,7 @@ async def apply(c: Any, objs: list[Obj]) -> list[str]:
     for obj in sorted(objs, key=lambda o: o.get("kind") != "Namespace"):
         res, name, ns = _target(obj)
         await c.patch(res, name, obj, namespace=ns, patch_type=PatchType.APPLY, force=True)
-        done.append(f"{obj['kind'].lower()}/{name} applied")
+        done.append(f"{obj['kind'].lower()}/{name} applied" + (f" in {ns}" if ns else ""))
     return done
 
 
@@ -46,7 +46,7 @@ async def delete(c: Any, objs: list[Obj]) -> list[str]:
         res, name, ns = _target(obj)
         try:
             await c.delete(res, name, namespace=ns)
-            done.append(f"{obj['kind'].lower()}/{name} deleted")
+            done.append(f"{obj['kind'].lower()}/{name} deleted" + (f" in {ns}" if ns else ""))
         except ApiError as e:
             if e.status.code != 404:
                 raise
