@@ -35,3 +35,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q -e '.[dev]'
     touch "$stamp"
 fi
+# Byte-compile fyke now: with PYTHONDONTWRITEBYTECODE set (as on these machines) Python
+# would otherwise recompile every module on every fykectl run.
+.venv/bin/python -m compileall -q src >/dev/null

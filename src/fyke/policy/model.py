@@ -7,7 +7,7 @@ evaluator walks them by layer (see Layer) and stops at the first that decides.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
@@ -133,9 +133,12 @@ class Rule:
     peers: tuple[Term, ...] | None  # None: every peer, inside or outside the cluster
     ports: tuple[PortSpec, ...] | None  # None: every port of every protocol
 
-    @property
-    def has_named_ports(self) -> bool:
-        return self.ports is not None and any(p.named for p in self.ports)
+    # Derived: whether any port is named (resolved per destination pod); a hot question.
+    has_named_ports: bool = field(default=False, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        named = self.ports is not None and any(p.named for p in self.ports)
+        object.__setattr__(self, "has_named_ports", named)
 
     @property
     def order(self) -> tuple[Any, ...]:
