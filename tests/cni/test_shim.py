@@ -93,7 +93,8 @@ def test_missing_env_is_code_4_naming_the_variable(tmp_path: Path) -> None:
         ('{"cniVersion": "0.3.1", "name": "n", "type": "fyke-cni"}', 1, "0.3.1"),
         ('{"cniVersion": "1.1.0", "name": "n", "plugins": [{"type": "bridge"}]}', 7, "fyke-cni"),
         (
-            '{"cniVersion": "1.1.0", "name": "n", "type": "fyke-cni", "ipam": {"type": "host-local"}}',
+            '{"cniVersion": "1.1.0", "name": "n", "type": "fyke-cni", '
+            '"ipam": {"type": "host-local"}}',
             2,
             "ipam.type",
         ),
