@@ -9,16 +9,12 @@ from typing import Any
 
 import yaml
 
-from fyke.api import adminpolicy, antrea
+from fyke.api import adminpolicy, antrea, fastyaml
 from fyke.api.adminpolicy import AdminPolicy
 from fyke.api.antrea import AntreaGroup, AntreaPolicy, Tier
 from fyke.api.core import Namespace, Node, Pod, parse_namespace, parse_node, parse_pod
 from fyke.api.errors import ValidationError
 from fyke.api.netpol import NetworkPolicy, parse_network_policy
-
-# libyaml's safe loader when PyYAML was built with it (the wheels are): same results,
-# an order of magnitude faster on large inputs.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -87,7 +83,7 @@ def documents(text: str, source: str) -> Iterable[Mapping[str, Any]]:
         if text.lstrip().startswith(("{", "[")):
             loaded: list[Any] = [json.loads(text)]
         else:
-            loaded = list(yaml.load_all(text, Loader=_LOADER))
+            loaded = list(fastyaml.load_all(text))
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         raise ValidationError(None, "", f"{source}: cannot parse: {e}") from None
     stack = list(reversed(loaded))
