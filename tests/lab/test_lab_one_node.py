@@ -105,6 +105,181 @@ def test_kubectl_sees_running_pods(lab: Path) -> None:
     assert len(ips) == 9 and all(ip.startswith("10.244.1.") for ip in ips)
 
 
+def _ovs(lab: Path, *args: str) -> str:
+    ovs = lab / "nodes" / "node-1" / "ovs"
+    return subprocess.run(
+        ["ip", "netns", "exec", "fyke-node-1", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OVS_RUNDIR": str(ovs), "OVS_DBDIR": str(ovs)},
+    ).stdout
+
+
+def _flows(lab: Path) -> list[str]:
+    mgmt = lab / "nodes" / "node-1" / "ovs" / "br-int.mgmt"
+    out = _ovs(lab, "ovs-ofctl", "-O", "OpenFlow15", "dump-flows", f"unix:{mgmt}")
+    return [line for line in out.splitlines() if "cookie=" in line]
+
+
+def _state(lab: Path) -> tuple[list[str], int, list[str], list[str]]:
+    db = lab / "nodes" / "node-1" / "ovs" / "db.sock"
+    ports = sorted(_ovs(lab, "ovs-vsctl", f"--db=unix:{db}", "list-ports", "br-int").split())
+    ipam = json.loads((lab / "nodes" / "node-1" / "ipam.json").read_text())
+    links = subprocess.run(
+        ["ip", "-n", "fyke-node-1", "-o", "link"], capture_output=True, text=True
+    ).stdout
+    veths = sorted(
+        line.split(": ")[1].split("@")[0]
+        for line in links.splitlines()
+        if ": fyke-" in line and "fyke-gw0" not in line
+    )
+    return ports, len(_flows(lab)), sorted(map(str, ipam.get("allocations", ipam))), veths
+
+
+CONFLIST = "nodes/node-1/10-fyke.conflist"
+
+
+def _cni(lab: Path, command: str, cid: str, netns: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ["PATH"],
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": f"/var/run/netns/{netns}",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(Path(FYKECTL).parent),
+        "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=cyc;K8S_POD_NAME={cid}",
+    }
+    return subprocess.run(
+        ["ip", "netns", "exec", "fyke-node-1", str(Path(FYKECTL).with_name("fyke-cni"))],
+        input=(lab / CONFLIST).read_text(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cni_cycles_leave_nothing_behind(lab: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = _state(lab)
+
+    def cycle(i: int) -> None:
+        ns = f"fyke-cyc-{i}"
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        try:
+            broken = i % 10 == 0
+            if broken:  # an eth0 already in the pod: ADD fails after IPAM allocated
+                subprocess.run(
+                    [
+                        "ip",
+                        "-n",
+                        ns,
+                        "link",
+                        "add",
+                        "eth0",
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        "eth0p",
+                    ],
+                    check=True,
+                )
+            add = _cni(lab, "ADD", f"cyc{i}", ns)
+            if broken:
+                assert add.returncode != 0 and '"code"' in add.stdout, add.stdout
+            else:
+                assert add.returncode == 0, add.stdout + add.stderr
+                assert json.loads(add.stdout)["ips"][0]["address"].startswith("10.244.1.")
+            dele = _cni(lab, "DEL", f"cyc{i}", ns)
+            assert dele.returncode == 0, dele.stdout + dele.stderr
+        finally:
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+    with ThreadPoolExecutor(20) as pool:
+        list(pool.map(cycle, range(100)))
+    assert _state(lab) == before
+
+
+def test_agent_restart_keeps_a_tcp_stream(lab: Path) -> None:
+    from fyke.lab.kubelet import pod_netns
+    from fyke.lab.procs import Processes
+    from fyke.lab.up import load_spec, start_agent
+
+    kubeconfig = fykectl("kubeconfig", "--path", state=lab).stdout.strip()
+    pods = {
+        f"{p['metadata']['namespace']}/{p['metadata']['name']}": p
+        for p in json.loads(
+            subprocess.run(
+                ["kubectl", "get", "pods", "-A", "-o", "json"],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "KUBECONFIG": kubeconfig},
+            ).stdout
+        )["items"]
+    }
+    server_pod, client_pod = pods["x/b"], pods["x/a"]
+    echo = (
+        "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
+        "socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 9000)); s.listen(1)\n"
+        "c,_=s.accept()\nwhile (d:=c.recv(100)): c.sendall(d)\n"
+    )
+    talk = (
+        "import socket,sys,time\nc=socket.create_connection((sys.argv[1], 9000), 3)\n"
+        "c.settimeout(5)\nprint('connected', flush=True)\nn=0\n"
+        "end=time.time()+float(sys.argv[2])\n"
+        "while time.time()<end:\n c.sendall(b'x'); assert c.recv(10)==b'x'; n+=1;"
+        " time.sleep(0.02)\nprint('ok', n, flush=True)\n"
+    )
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", pod_netns(server_pod), sys.executable, "-c", echo]
+    )
+    try:
+        time_to_run = "8"
+        client = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                pod_netns(client_pod),
+                sys.executable,
+                "-c",
+                talk,
+                server_pod["status"]["podIP"],
+                time_to_run,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert client.stdout is not None
+        import time
+
+        for _ in range(50):
+            if client.poll() is not None:
+                break
+            line = client.stdout.readline()
+            if line.startswith("connected"):
+                break
+            time.sleep(0.1)
+        round_before = json.loads((lab / "nodes" / "node-1" / "ready").read_text())["round"]
+        procs = Processes(lab)
+        procs.stop("agent-node-1")
+        start_agent(lab, procs, load_spec(lab).nodes[0])
+        out, _ = client.communicate(timeout=30)
+        assert client.returncode == 0 and out.startswith("ok"), out
+        round_after = json.loads((lab / "nodes" / "node-1" / "ready").read_text())["round"]
+        assert round_after != round_before
+        # Every installed flow is of the new round: nothing stale is left.
+        rounds = {int(line.split("cookie=")[1].split(",")[0], 16) >> 48 for line in _flows(lab)}
+        assert rounds == {round_after}
+    finally:
+        server.kill()
+        server.wait()
+
+
 def test_lab_down_leaves_nothing(lab: Path) -> None:
     pids = json.loads((lab / "pids.json").read_text()).values()
     fykectl("down", state=lab)

@@ -185,6 +185,40 @@ def cni_conflist(state: Path, node: NodeSpec) -> Path:
     return path
 
 
+def start_agent(state: Path, procs: Processes, node: NodeSpec) -> None:
+    """Start (or restart) a node's agent and wait until it serves CNI."""
+    node_dir = state / "nodes" / node.name
+    ready = node_dir / "ready"
+    ready.unlink(missing_ok=True)
+    name = f"agent-{node.name}"
+    procs.start(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "fyke.agent.main",
+            "--node",
+            node.name,
+            "--kubeconfig",
+            str(kubeconfig_path(state)),
+            "--state-dir",
+            str(node_dir),
+            "--cni-socket",
+            str(node_dir / "cni.sock"),
+            "--ovs-dir",
+            str(node_dir / "ovs"),
+            "--datapath-type",
+            "netdev",
+        ],
+        netns=node.netns,
+    )
+    _wait(f"the agent on {node.name}", lambda: ready.exists() or not procs.alive(name), timeout=90)
+    if not ready.exists():
+        raise RuntimeError(
+            f"the agent on {node.name} stopped; see " f"{state / 'logs' / f'{name}.log'}"
+        )
+
+
 def up(state: Path, nodes: int, encap: str) -> int:
     if nodes != 1:
         raise RuntimeError("only --nodes 1 is supported so far (multi-node is issue 6)")
@@ -228,39 +262,7 @@ def up(state: Path, nodes: int, encap: str) -> int:
             ovs_ready = ovs_dir / "ready"
             _wait(f"OVS on {node.name}", ovs_ready.exists, timeout=30)
             _say(f"{node.name}: agent")
-            procs.start(
-                f"agent-{node.name}",
-                [
-                    sys.executable,
-                    "-m",
-                    "fyke.agent.main",
-                    "--node",
-                    node.name,
-                    "--kubeconfig",
-                    kubeconfig,
-                    "--state-dir",
-                    str(node_dir),
-                    "--cni-socket",
-                    str(node_dir / "cni.sock"),
-                    "--ovs-dir",
-                    str(node_dir / "ovs"),
-                    "--datapath-type",
-                    "netdev",
-                ],
-                netns=node.netns,
-            )
-            ready = node_dir / "ready"
-            agent = f"agent-{node.name}"
-
-            def started(ready: Path = ready, agent: str = agent) -> bool:
-                return ready.exists() or not procs.alive(agent)
-
-            _wait(f"the agent on {node.name}", started, timeout=90)
-            if not ready.exists():
-                raise RuntimeError(
-                    f"the agent on {node.name} stopped; see "
-                    f"{state / 'logs' / f'agent-{node.name}.log'}"
-                )
+            start_agent(state, procs, node)
             _say(f"{node.name}: kubelet")
             procs.start(
                 f"kubelet-{node.name}",
