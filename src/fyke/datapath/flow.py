@@ -33,6 +33,9 @@ MATCH_FIELDS: dict[str, str] = {
     "tcp_dst": "tp_dst",
     "udp_src": "udp_src",
     "udp_dst": "udp_dst",
+    "sctp_src": "sctp_src",
+    "sctp_dst": "sctp_dst",
+    "conj_id": "conj_id",
     "arp_op": "arp_op",
     "arp_spa": "arp_spa",
     "arp_tpa": "arp_tpa",
@@ -131,7 +134,36 @@ class Move:
     dst: str
 
 
-Action = Goto | Output | OutputInPort | OutputReg | Drop | Ct | SetField | LoadReg | Move
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Conjunction:
+    """This flow is clause `clause` (1-based, as ovs-ofctl writes it) of `n_clauses` of
+    conjunction `id`. A flow with conjunction actions has no other kind of action."""
+
+    id: int
+    clause: int
+    n_clauses: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Controller:
+    """Send the whole packet to the controller as NXT_PACKET_IN2 carrying `userdata`."""
+
+    userdata: bytes
+
+
+Action = (
+    Goto
+    | Output
+    | OutputInPort
+    | OutputReg
+    | Drop
+    | Ct
+    | SetField
+    | LoadReg
+    | Move
+    | Conjunction
+    | Controller
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +182,9 @@ class Flow:
             raise ValueError(f"match field repeated in {self.match}")
         if any(isinstance(a, Drop) for a in self.actions) and len(self.actions) != 1:
             raise ValueError("Drop must be the only action")
+        conj = [isinstance(a, Conjunction) for a in self.actions]
+        if any(conj) and not all(conj):
+            raise ValueError("conjunction actions cannot mix with other actions")
         gotos = [i for i, a in enumerate(self.actions) if isinstance(a, Goto)]
         if gotos and gotos != [len(self.actions) - 1]:
             raise ValueError("Goto must be the last action, at most once")
@@ -220,6 +255,10 @@ def render_action(action: Action, symbolic: bool = False) -> str:
             return f"set_field:{m.shifted:#x}/{m.field.mask:#x}->{m.field.name}"
         case Move(src=s, dst=d):
             return f"move:{s}->{d}"
+        case Conjunction(id=i, clause=k, n_clauses=n):
+            return f"conjunction({i},{k}/{n})"
+        case Controller(userdata=u):
+            return "controller(userdata=" + ".".join(f"{b:02x}" for b in u) + ")"
     raise TypeError(f"unknown action {action!r}")
 
 

@@ -14,6 +14,8 @@ from os_ken.ofproto import ofproto_v1_5_parser as parser
 
 from fyke.datapath.flow import (
     Action,
+    Conjunction,
+    Controller,
     Ct,
     Drop,
     Flow,
@@ -129,6 +131,13 @@ def _action(action: Action) -> Any:
                 dst_offset=0,
                 oxm_ids=[parser.OFPOxmId(s), parser.OFPOxmId(d)],
             )
+        case Conjunction(id=i, clause=k, n_clauses=n):
+            # The wire format numbers clauses from 0; ovs-ofctl (and Conjunction) from 1.
+            return parser.NXActionConjunction(clause=k - 1, n_clauses=n, id_=i)
+        case Controller(userdata=u):
+            # No max_len property: OVS leaves out the default (whole packet) when it
+            # reports the flow, and installed and desired actions must stay byte-equal.
+            return parser.NXActionController2(userdata=u)
     raise TypeError(f"cannot encode action {action!r}")
 
 

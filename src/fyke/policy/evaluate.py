@@ -66,7 +66,9 @@ def port_matches(
                 for cp in dst.ports
             ):
                 return True
-        elif ps.protocol == proto and (ps.start is None or ps.start <= port <= (ps.end or 0)):
+        elif ps.protocol == proto and (
+            ps.start is None or ps.start <= port <= (ps.end if ps.end is not None else ps.start)
+        ):
             return True
     return False
 

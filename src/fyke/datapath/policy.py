@@ -1,0 +1,379 @@
+"""Feature: network policy rules of one node as OpenFlow conjunctions.
+
+Egress rules run at the source pod (matched by in_port) before L3Forwarding, ingress rules
+at the destination pod (matched by reg1, the target ofport L2ForwardingCalc found). Each
+realized rule is one conjunction: clause 1 the protected ports, clause 2 the peer addresses
+(nw_dst for egress, nw_src for ingress), clause 3 the services (ip_proto + tp_dst value/mask
+pairs); an "any" clause is left out, so a rule costs n+m+k+1 flows. The conj_id flow holds
+the action.
+
+Tables per direction (egress shown; ingress is TierPolicyIngress/IngressRule/IngressDefault):
+
+    TierPolicyEgress  Layer.ADMIN rules (Antrea tiers, CNP Admin, ANP)
+                      allow -> L3Forwarding, pass -> EgressRule
+    EgressRule        Layer.NETWORK_POLICY allow rules            (band RULE_TOP)
+                      isolated ports drop                         (ISOLATION_PRIORITY)
+                      Layer.ANTREA_BASELINE rules, pass -> EgressDefault (band BASELINE_TOP)
+    EgressDefault     Layer.BASELINE rules (BANP, CNP Baseline); miss -> allow
+
+The Antrea baseline tier lives below the isolation drop in EgressRule, not in EgressDefault:
+its Pass must skip the remaining Antrea-baseline rules and continue with the BASELINE
+rules, and goto_table cannot go back into the same table. The pipeline's tables stay as
+they are.
+
+Reject is, for now, a controller(userdata) action (so the packet is not forwarded): a later
+packet-in handler answers with a TCP RST / ICMP unreachable. userdata is REJECT_USERDATA
+(4 bytes: USERDATA_REJECT, 3 zero bytes) followed by the 4-byte rule id.
+
+Priorities are dense ranks of Rule.order within a band, so the first rule in evaluation
+order wins whatever the raw tier and policy priorities are. Cookies carry Feature.POLICY
+and the rule id; the two flows tied to no rule use reserved object ids.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fyke.api.core import Direction, IPBlock, Protocol
+from fyke.datapath import tables as t
+from fyke.datapath.fields import (
+    OBJECT_MASK,
+    Feature,
+    RegMark,
+    TargetOFPortField,
+    make_cookie,
+)
+from fyke.datapath.flow import (
+    ETH_TYPE_IP,
+    Action,
+    Conjunction,
+    Controller,
+    Drop,
+    Flow,
+    Goto,
+    MatchPair,
+    ct_state,
+    reg_match,
+)
+from fyke.policy.model import Action as Verdict
+from fyke.policy.model import Layer
+
+IP: MatchPair = ("eth_type", ETH_TYPE_IP)
+
+RULE_TOP = 60000  # first rule of TierPolicy*, *Rule (K8s NetworkPolicy) and *Default
+ISOLATION_PRIORITY = 30000  # isolated ports drop, in *Rule, below K8s NetworkPolicy allows
+BASELINE_TOP = 29999  # first Antrea baseline-tier rule, in *Rule, below isolation
+BAND_SIZE = 29000  # at most this many distinct rule orders per band
+ESTABLISHED_PRIORITY = 65000  # established/related skip the ingress rules (above RULE_TOP)
+
+# Cookie objects of the policy flows tied to no single rule.
+PIPELINE_OBJ = OBJECT_MASK
+ISOLATION_OBJ = OBJECT_MASK - 1
+
+USERDATA_REJECT = 1
+SUB_BITS = 10  # conj_id = (rule_id << SUB_BITS | sub) + 1
+
+
+PROTO_NUMBERS = {Protocol.TCP: 6, Protocol.UDP: 17, Protocol.SCTP: 132}
+DST_PORT_FIELD = {Protocol.TCP: "tcp_dst", Protocol.UDP: "udp_dst", Protocol.SCTP: "sctp_dst"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, order=True)
+class Service:
+    """Destination ports [start..end] of one protocol; start None: every port."""
+
+    protocol: Protocol
+    start: int | None = None
+    end: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RealizedRule:
+    """One rule (or one named-port / namespace split of it) on one node.
+
+    applied: ofports of the local pods it protects. peers: addresses (None: any).
+    services: None: any. order: Rule.order, ranked into an OpenFlow priority.
+    """
+
+    rule_id: int
+    sub: int = 0
+    direction: Direction
+    layer: Layer
+    order: tuple[Any, ...]
+    action: Verdict
+    applied: frozenset[int]
+    peers: tuple[IPBlock, ...] | None
+    services: tuple[Service, ...] | None
+
+    @property
+    def conj_id(self) -> int:
+        # Never 0: a packet outside any conjunction has conj_id 0, so a conj_id=0 flow
+        # would match every packet.
+        return ((self.rule_id << SUB_BITS) | self.sub) + 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodePolicy:
+    """What the policy flows of one node are built from."""
+
+    rules: tuple[RealizedRule, ...]
+    isolated_egress: frozenset[int] = frozenset()
+    isolated_ingress: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Tables:
+    tier: t.Table
+    rule: t.Table
+    default: t.Table
+    next_stage: t.Table
+    applied_field: str
+    peer_field: str
+
+
+EGRESS = _Tables(
+    tier=t.TierPolicyEgress,
+    rule=t.EgressRule,
+    default=t.EgressDefault,
+    next_stage=t.L3Forwarding,
+    applied_field="in_port",
+    peer_field="ipv4_dst",
+)
+INGRESS = _Tables(
+    tier=t.TierPolicyIngress,
+    rule=t.IngressRule,
+    default=t.IngressDefault,
+    next_stage=t.ConntrackCommit,
+    applied_field="reg1",
+    peer_field="ipv4_src",
+)
+
+
+def tables_of(direction: Direction) -> _Tables:
+    return EGRESS if direction is Direction.EGRESS else INGRESS
+
+
+def placement(rule: RealizedRule) -> tuple[t.Table, int]:
+    """The table of a rule and the priority of the first rule of its band."""
+    ts = tables_of(rule.direction)
+    match rule.layer:
+        case Layer.ADMIN:
+            return ts.tier, RULE_TOP
+        case Layer.NETWORK_POLICY:
+            return ts.rule, RULE_TOP
+        case Layer.ANTREA_BASELINE:
+            return ts.rule, BASELINE_TOP
+        case _:
+            return ts.default, RULE_TOP
+
+
+def reject_userdata(rule_id: int) -> bytes:
+    return struct.pack("!BxxxI", USERDATA_REJECT, rule_id)
+
+
+def rule_actions(rule: RealizedRule) -> tuple[Action, ...]:
+    ts = tables_of(rule.direction)
+    match rule.action:
+        case Verdict.ALLOW:
+            return (Goto(table=ts.next_stage),)
+        case Verdict.DROP:
+            return (Drop(),)
+        case Verdict.REJECT:
+            return (Controller(userdata=reject_userdata(rule.rule_id)),)
+        case Verdict.PASS if rule.layer is Layer.ADMIN:
+            return (Goto(table=ts.rule),)
+        case Verdict.PASS if rule.layer is Layer.ANTREA_BASELINE:
+            return (Goto(table=ts.default),)
+    return (Goto(table=ts.next_stage),)  # a Pass out of the last layer: default allow
+
+
+# --- match clauses --------------------------------------------------------------------
+
+
+def port_ranges(start: int, end: int) -> list[tuple[int, int]]:
+    """[start..end] as the fewest (value, mask) pairs over 16 bits."""
+    out: list[tuple[int, int]] = []
+    while start <= end:
+        size = start & -start if start else 1 << 16
+        while start + size - 1 > end:
+            size >>= 1
+        out.append((start, 0xFFFF & ~(size - 1)))
+        start += size
+    return out
+
+
+def service_matches(services: Iterable[Service]) -> list[tuple[MatchPair, ...]]:
+    out: list[tuple[MatchPair, ...]] = []
+    for s in sorted(set(services)):
+        proto: MatchPair = ("ip_proto", PROTO_NUMBERS[s.protocol])
+        if s.start is None:
+            out.append((proto,))
+            continue
+        for value, mask in port_ranges(s.start, s.end if s.end is not None else s.start):
+            port: MatchPair = (
+                DST_PORT_FIELD[s.protocol],
+                value if mask == 0xFFFF else (value, mask),
+            )
+            out.append((proto, port))
+    return list(dict.fromkeys(out))
+
+
+def peer_networks(peers: Iterable[IPBlock]) -> list[ipaddress.IPv4Network]:
+    """IPv4 networks covering the blocks minus their excepts, without overlaps."""
+    nets: list[ipaddress.IPv4Network] = []
+    for block in peers:
+        if not isinstance(block.cidr, ipaddress.IPv4Network):
+            continue  # IPv6 is not wired in the pipeline yet
+        parts = [block.cidr]
+        for exc in block.excepts:
+            if not isinstance(exc, ipaddress.IPv4Network):
+                continue
+            nxt: list[ipaddress.IPv4Network] = []
+            for p in parts:
+                if exc.supernet_of(p):
+                    continue
+                nxt.extend(p.address_exclude(exc) if p.supernet_of(exc) else [p])
+            parts = nxt
+        nets.extend(parts)
+    return list(ipaddress.collapse_addresses(nets))
+
+
+def _net_value(net: ipaddress.IPv4Network) -> str:
+    return str(net.network_address) if net.prefixlen == 32 else str(net)
+
+
+def rule_clauses(rule: RealizedRule) -> list[list[tuple[MatchPair, ...]]]:
+    """The rule's non-any clauses, in order applied, peers, services."""
+    ts = tables_of(rule.direction)
+    applied: list[tuple[MatchPair, ...]] = []
+    for port in sorted(rule.applied):
+        if ts.applied_field == "reg1":
+            applied.append((reg_match(RegMark(field=TargetOFPortField, value=port)),))
+        else:
+            applied.append(((ts.applied_field, port),))
+    clauses = [applied]
+    if rule.peers is not None:
+        clauses.append([((ts.peer_field, _net_value(n)),) for n in peer_networks(rule.peers)])
+    if rule.services is not None:
+        clauses.append(service_matches(rule.services))
+    return clauses
+
+
+# --- flows ----------------------------------------------------------------------------
+
+
+def priorities(rules: Sequence[RealizedRule]) -> dict[int, int]:
+    """conj_id -> OpenFlow priority: dense ranks of Rule.order within each band."""
+    bands: dict[tuple[int, int], set[tuple[Any, ...]]] = defaultdict(set)
+    for r in rules:
+        table, top = placement(r)
+        bands[(table.id, top)].add(r.order)
+    rank: dict[tuple[int, int, tuple[Any, ...]], int] = {}
+    for (table_id, top), orders in bands.items():
+        if len(orders) > BAND_SIZE:
+            raise ValueError(f"{len(orders)} rule priorities in table {table_id}: too many")
+        for i, order in enumerate(sorted(orders)):
+            rank[(table_id, top, order)] = top - i
+    out = {}
+    for r in rules:
+        table, top = placement(r)
+        out[r.conj_id] = rank[(table.id, top, r.order)]
+    return out
+
+
+def rule_flows(rule: RealizedRule, priority: int, *, round: int) -> list[Flow]:
+    """The flows of one rule (unmerged: clause flows of split rules may share a match)."""
+    table, _ = placement(rule)
+    cookie = make_cookie(round=round, feature=Feature.POLICY, obj=rule.rule_id)
+    clauses = rule_clauses(rule)
+    if any(not c for c in clauses):
+        return []  # a clause that holds nothing: the rule matches no packet
+    actions = rule_actions(rule)
+
+    def flow(match: tuple[MatchPair, ...], acts: tuple[Action, ...]) -> Flow:
+        return Flow(table=table, priority=priority, match=(IP, *match), actions=acts, cookie=cookie)
+
+    if len(clauses) == 1:
+        return [flow(m, actions) for m in clauses[0]]
+    n = len(clauses)
+    flows = [
+        flow(m, (Conjunction(id=rule.conj_id, clause=k, n_clauses=n),))
+        for k, clause in enumerate(clauses, start=1)
+        for m in clause
+    ]
+    flows.append(flow((("conj_id", rule.conj_id),), actions))
+    return flows
+
+
+def _merge(flows: Iterable[Flow]) -> list[Flow]:
+    """One flow per (table, priority, match); conjunction actions of split rules merge."""
+    by_key: dict[tuple[int, int, tuple[MatchPair, ...]], Flow] = {}
+    for f in flows:
+        old = by_key.get(f.key)
+        if old is None:
+            by_key[f.key] = f
+        elif all(isinstance(a, Conjunction) for a in (*old.actions, *f.actions)):
+            acts = tuple(dict.fromkeys((*old.actions, *f.actions)))
+            by_key[f.key] = Flow(
+                table=f.table, priority=f.priority, match=f.match, actions=acts, cookie=f.cookie
+            )
+        elif old.actions != f.actions:
+            raise ValueError(f"two policy flows with one match disagree: {old} / {f}")
+    return list(by_key.values())
+
+
+def isolation_flows(node: NodePolicy, *, round: int) -> list[Flow]:
+    cookie = make_cookie(round=round, feature=Feature.POLICY, obj=ISOLATION_OBJ)
+    out = []
+    for direction, ports in (
+        (Direction.EGRESS, node.isolated_egress),
+        (Direction.INGRESS, node.isolated_ingress),
+    ):
+        ts = tables_of(direction)
+        for port in sorted(ports):
+            applied: MatchPair = (
+                reg_match(RegMark(field=TargetOFPortField, value=port))
+                if ts.applied_field == "reg1"
+                else (ts.applied_field, port)
+            )
+            out.append(
+                Flow(
+                    table=ts.rule,
+                    priority=ISOLATION_PRIORITY,
+                    match=(IP, applied),
+                    actions=(Drop(),),
+                    cookie=cookie,
+                )
+            )
+    return out
+
+
+def policy_flows(node: NodePolicy, *, round: int) -> list[Flow]:
+    """Every policy flow of the node, sorted by table and descending priority."""
+    prio = priorities(node.rules)
+    flows: list[Flow] = [
+        # Established and related connections were admitted when new (as ConntrackState
+        # does for egress); this sits above every ingress rule.
+        Flow(
+            table=t.TierPolicyIngress,
+            priority=ESTABLISHED_PRIORITY,
+            match=(IP, ct_state(new=False, trk=True)),
+            actions=(Goto(table=t.ConntrackCommit),),
+            cookie=make_cookie(round=round, feature=Feature.POLICY, obj=PIPELINE_OBJ),
+        )
+    ]
+    seen: set[int] = set()
+    for r in node.rules:
+        if r.conj_id in seen:
+            raise ValueError(f"conj_id {r.conj_id} (rule {r.rule_id} sub {r.sub}) repeated")
+        if not 0 <= r.sub < 1 << SUB_BITS:
+            raise ValueError(f"rule {r.rule_id}: sub-rule {r.sub} out of range")
+        seen.add(r.conj_id)
+        flows.extend(rule_flows(r, prio[r.conj_id], round=round))
+    flows.extend(isolation_flows(node, round=round))
+    return sorted(_merge(flows), key=lambda f: (f.table.id, -f.priority))
