@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import struct
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,62 @@ from os_ken.ofproto import ofproto_v1_5_parser as parser
 from fyke.ovs.translate import DP
 
 _HEADER = struct.Struct("!BBHI")
+NXPIF_NXT_PACKET_IN2 = 2  # NXT_SET_PACKET_IN_FORMAT value (os-ken has no constant for it)
+NXPINT_COOKIE = 4  # NXT_PACKET_IN2 property
+log = logging.getLogger("fyke.ovs.openflow")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PacketIn:
+    """A packet-in, OFPT_PACKET_IN or NXT_PACKET_IN2, decoded to what handlers need.
+
+    in_port: where the packet entered the bridge; userdata: a controller(userdata=...)
+    action's bytes (b"" for OFPT_PACKET_IN); match: the decoded os-ken OFPMatch of the
+    pipeline fields (registers, ...) at the controller action.
+    """
+
+    data: bytes
+    in_port: int
+    table_id: int
+    cookie: int
+    reason: int
+    userdata: bytes
+    match: Any
+
+
+PacketInHandler = Callable[[PacketIn], None]
+
+
+def decode_packet_in(msg: Any) -> PacketIn | None:
+    """A PacketIn from an os-ken OFPPacketIn or NXTPacketIn2; None for other messages."""
+    if isinstance(msg, parser.OFPPacketIn):
+        match, userdata, cookie = msg.match, b"", msg.cookie
+    elif isinstance(msg, parser.NXTPacketIn2):
+        # The metadata property is the OXM fields without the ofp_match header.
+        meta = bytes(msg.metadata or b"")
+        head = struct.pack("!HH", ofp.OFPMT_OXM, 4 + len(meta))
+        match = parser.OFPMatch.parser(head + meta + bytes(-(4 + len(meta)) % 8), 0)
+        userdata = bytes(msg.userdata or b"")
+        # os-ken reads the cookie property's 4 padding bytes as the cookie's high half.
+        cookie = next(
+            (
+                struct.unpack_from("!Q", p.data, 4)[0]
+                for p in msg.properties
+                if p.type == NXPINT_COOKIE and len(p.data) >= 12
+            ),
+            0,
+        )
+    else:
+        return None
+    return PacketIn(
+        data=bytes(msg.data or b""),
+        in_port=int(match.get("in_port", ofp.OFPP_ANY)),
+        table_id=int(msg.table_id or 0),
+        cookie=int(cookie),
+        reason=int(msg.reason or 0),
+        userdata=userdata,
+        match=match,
+    )
 
 
 class OpenFlowError(RuntimeError):
@@ -45,6 +103,7 @@ class OFConnection:
         self.datapath_id = 0
         # Unsolicited messages (packet-in, port-status, ...); set by the owner.
         self.on_message: Callable[[Any], None] | None = None
+        self._packet_in_handlers: list[PacketInHandler] = []
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -120,6 +179,12 @@ class OFConnection:
         if isinstance(msg, parser.OFPEchoRequest):
             self._send(parser.OFPEchoReply(DP, data=msg.data), xid=msg.xid)
             return
+        if self._packet_in_handlers and (pin := decode_packet_in(msg)) is not None:
+            for handler in list(self._packet_in_handlers):
+                try:
+                    handler(pin)
+                except Exception:
+                    log.exception("packet-in handler %r failed", handler)
         fut = self._pending.get(msg.xid)
         if fut is None:
             if self.on_message is not None:
@@ -151,6 +216,31 @@ class OFConnection:
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._pending[xid] = fut
         return fut
+
+    # --- packet-in ----------------------------------------------------------------------
+
+    def add_packet_in_handler(self, handler: PacketInHandler) -> Callable[[], None]:
+        """Call `handler` (on the reader task: keep it short) for every packet-in; returns
+        a function that removes it. The switch sends packet-ins only after
+        `enable_packet_in()`."""
+        self._packet_in_handlers.append(handler)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._packet_in_handlers.remove(handler)
+
+        return remove
+
+    async def enable_packet_in(self, miss_send_len: int = ofp.OFPCML_NO_BUFFER) -> None:
+        """Receive packet-ins as NXT_PACKET_IN2 (the only format that carries a
+        controller action's userdata: in the default format OVS sends OFPT_PACKET_IN and
+        drops it), and SET_CONFIG with a nonzero miss_send_len: OVS sends no packet-in at
+        all to a service connection (the bridge's mgmt socket) while it is 0."""
+        if not miss_send_len:
+            raise ValueError("miss_send_len 0 turns packet-ins off")
+        self._send(parser.NXTSetPacketInFormatMsg(DP, NXPIF_NXT_PACKET_IN2))
+        self._send(parser.OFPSetConfig(DP, ofp.OFPC_FRAG_NORMAL, miss_send_len))
+        await self.barrier()
 
     # --- requests -----------------------------------------------------------------------
 
