@@ -280,6 +280,36 @@ def test_agent_restart_keeps_a_tcp_stream(lab: Path) -> None:
         server.wait()
 
 
+def test_deleting_a_pod_undoes_its_network(lab: Path) -> None:
+    from fyke.lab.kubelet import pod_netns
+
+    kubeconfig = fykectl("kubeconfig", "--path", state=lab).stdout.strip()
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    pod = json.loads(
+        subprocess.run(
+            ["kubectl", "get", "pod", "c", "-n", "z", "-o", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        ).stdout
+    )
+    ip = pod["status"]["podIP"]
+    one = lab / "one.yaml"
+    one.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: c, namespace: z}\n")
+    fykectl("delete", "-f", str(one), "--wait", state=lab)
+    import time
+
+    ipam = lab / "nodes" / "node-1" / "ipam.json"
+    for _ in range(100):
+        gone = pod_netns(pod) not in _leftovers()[0]
+        if gone and ip not in ipam.read_text():
+            break
+        time.sleep(0.1)
+    assert pod_netns(pod) not in _leftovers()[0]
+    assert ip not in ipam.read_text()
+
+
 def test_lab_down_leaves_nothing(lab: Path) -> None:
     pids = json.loads((lab / "pids.json").read_text()).values()
     fykectl("down", state=lab)

@@ -22,6 +22,7 @@ from fyke.agent.cniserver import CniServer
 from fyke.agent.ipam import Ipam
 from fyke.agent.ovsport import OvsPortAttacher
 from fyke.agent.plumbing import VethPlumbing
+from fyke.agent.policies import PolicyView
 from fyke.datapath.pod import Gateway, PodPort, pod_connectivity
 from fyke.kube import resources
 from fyke.kube.client import async_client
@@ -29,6 +30,7 @@ from fyke.ovs.daemons import OvsPaths
 from fyke.ovs.openflow import OFConnection
 from fyke.ovs.ovsdb import GATEWAY_PORT, AddBridge, Ovsdb, gateway_port
 from fyke.ovs.reconcile import reconcile
+from fyke.ovs.reject import Rejector
 
 log = logging.getLogger("fyke.agent")
 GATEWAY_OFPORT = 2
@@ -58,6 +60,9 @@ class Agent:
         self.ovsdb: Ovsdb | None = None
         self.of: OFConnection | None = None
         self.gateway: Gateway | None = None
+        self.view: PolicyView | None = None
+        self.rejector: Rejector | None = None
+        self.reject_conn: OFConnection | None = None
 
     async def _pod_cidr(self) -> ipaddress.IPv4Network:
         client = async_client(self.args.kubeconfig, field_manager=f"fyke-agent-{self.node}")
@@ -77,17 +82,30 @@ class Agent:
         """Desired flows from the bridge's ports, reconciled in one bundle."""
         assert self.ovsdb is not None and self.of is not None and self.gateway is not None
         async with self.lock:
+            ports = [
+                p
+                for p in await self.ovsdb.list_ports(self.bridge)
+                if p.ofport and p.ofport > 0 and "fyke.io/ip" in p.external_ids
+            ]
             pods = [
                 PodPort(
-                    ofport=p.ofport,
+                    ofport=p.ofport or 0,
                     name=p.name,
                     ip=p.external_ids["fyke.io/ip"],
                     mac=p.external_ids["fyke.io/mac"],
                 )
-                for p in await self.ovsdb.list_ports(self.bridge)
-                if p.ofport and p.ofport > 0 and "fyke.io/ip" in p.external_ids
+                for p in ports
             ]
             flows = pod_connectivity(self.gateway, pods, round=self.round)
+            if self.view is not None:
+                local = {
+                    (
+                        p.external_ids.get("fyke.io/pod-namespace", ""),
+                        p.external_ids.get("fyke.io/pod-name", ""),
+                    ): p.ofport or 0
+                    for p in ports
+                }
+                flows += self.view.flows(local, round=self.round)
             result = await reconcile(self.of, flows)
             if result.changed:
                 log.info("flows: %s", result)
@@ -111,7 +129,14 @@ class Agent:
             ofport=await self.ovsdb.get_ofport(GATEWAY_PORT), ip=str(gw_ip), mac=mac
         )
         self.of = await OFConnection.connect(paths.mgmt(self.bridge))
+        # Rejects get their own connection, so a burst of packet-ins never queues in front
+        # of the reconciler's bundle replies.
+        self.reject_conn = await OFConnection.connect(paths.mgmt(self.bridge))
+        self.rejector = await Rejector.start(self.reject_conn)
         self.round = _next_round(self.state)
+        api = async_client(self.args.kubeconfig, field_manager=f"fyke-agent-{self.node}")
+        self.view = PolicyView(api, self.sync_flows)
+        await self.view.start()
         await self.sync_flows()  # the new round replaces every flow of earlier rounds
         attacher = OvsPortAttacher(self.ovsdb, self.bridge, self.sync_flows)
         plumbing = VethPlumbing()
@@ -146,6 +171,12 @@ class Agent:
         subprocess.run(["ip", "link", "set", GATEWAY_PORT, "up"], check=True)
 
     async def close(self) -> None:
+        if self.view is not None:
+            await self.view.stop()
+        if self.rejector is not None:
+            self.rejector.stop()
+        if self.reject_conn is not None:
+            await self.reject_conn.close()
         if self.of is not None:
             await self.of.close()
         if self.ovsdb is not None:

@@ -118,3 +118,15 @@ def load_texts(texts: Iterable[tuple[str, str]]) -> Inventory:
 def _short(doc: Mapping[str, Any]) -> str:
     s = json.dumps(doc, default=str)
     return s if len(s) < 80 else s[:77] + "..."
+
+
+def load_objects(docs: Iterable[Mapping[str, Any]]) -> Inventory:
+    """Objects as an API server returns them; an invalid one is skipped with a warning
+    (the server validated them already; this keeps one bad object from stopping all)."""
+    inv = Inventory()
+    for doc in docs:
+        try:
+            _add(inv, doc)
+        except ValidationError as e:
+            inv.warnings.append(f"skipping invalid object: {e}")
+    return inv

@@ -47,7 +47,7 @@ class Reflector:
         backoff: float = 1.0,
         max_backoff: float = 30.0,
     ) -> None:
-        self.client = client
+        self.client: Any = client  # lightkube overloads know no generic kinds
         self.kind = kind
         self.resource: Any = kind.resource()  # lightkube's typing knows no generic kinds
         self.handler = handler
@@ -58,6 +58,13 @@ class Reflector:
         self.synced = asyncio.Event()
         self.relists = 0
 
+    def _scope(self) -> str | None:
+        """lightkube's namespace argument: "*" lists every namespace of a namespaced
+        kind; a cluster-scoped kind takes none."""
+        if not self.kind.namespaced:
+            return None
+        return self.namespace or "*"
+
     async def _emit(self, change: Change) -> None:
         result = self.handler(change)
         if result is not None:
@@ -65,7 +72,7 @@ class Reflector:
 
     async def _relist(self) -> str:
         """List, and turn the difference to the cache into changes."""
-        listing = self.client.list(self.resource, namespace=self.namespace or "*")
+        listing = self.client.list(self.resource, namespace=self._scope())
         fresh: dict[Key, Obj] = {}
         async for item in listing:
             obj: Obj = item.to_dict()
@@ -88,7 +95,7 @@ class Reflector:
 
     async def _watch(self, rv: str) -> None:
         async for kind, item in self.client.watch(
-            self.resource, namespace=self.namespace or "*", resource_version=rv
+            self.resource, namespace=self._scope(), resource_version=rv
         ):
             if kind in ("BOOKMARK", "ERROR"):
                 continue

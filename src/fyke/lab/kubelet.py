@@ -27,6 +27,7 @@ from lightkube.types import PatchType
 from fyke.kube import resources
 from fyke.kube.client import async_client
 from fyke.kube.reflector import Change, Reflector
+from fyke.lab import net
 
 log = logging.getLogger("fyke.kubelet")
 RETRY_SECONDS = 3.0
@@ -176,6 +177,7 @@ class Kubelet:
         code, result = await asyncio.to_thread(self._cni, "DEL", pod)
         if code != 0:
             log.error("CNI DEL for %s failed: %s", key, result)
+        net.kill_netns_processes(pod_netns(pod))
         subprocess.run(["ip", "netns", "del", pod_netns(pod)], capture_output=True)
         log.info("pod %s stopped", key)
 

@@ -3,6 +3,9 @@ node namespace, so agents and kubelets in node namespaces reach the lab API serv
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from dataclasses import dataclass
 
@@ -74,3 +77,11 @@ def remove_bridge() -> None:
 def lab_namespaces() -> list[str]:
     out = sh("ip", "netns", "list", check=False).stdout.split("\n")
     return [line.split()[0] for line in out if line.startswith("fyke-")]
+
+
+def kill_netns_processes(netns: str) -> None:
+    """Stop, by PID, every process still inside a lab namespace before it is deleted."""
+    out = sh("ip", "netns", "pids", netns, check=False).stdout.split()
+    for pid in (int(p) for p in out if p.isdigit()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

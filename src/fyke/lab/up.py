@@ -137,6 +137,7 @@ def down(state: Path) -> None:
         procs.stop(name, timeout=20)
     for ns in net.lab_namespaces():
         if ns.startswith("fyke-pod-"):
+            net.kill_netns_processes(ns)
             net.sh("ip", "netns", "del", ns, check=False)
     if (state / "lab.json").exists():
         for node in load_spec(state).nodes:

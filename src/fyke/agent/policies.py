@@ -1,0 +1,102 @@
+"""The agent's policy view: reflectors on every kind that decides a verdict, and the
+flows that realize it for this node's pods.
+
+For now each agent compiles the whole cluster's policies itself (the policy package is
+pure and fast); the controller that compiles once and serves each agent its span comes
+with the controller work. Either way the flows come from the same compiler and realizer
+that `fykectl policy matrix` uses, so what the datapath does is what the matrix says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lightkube import AsyncClient
+
+from fyke.api.load import load_objects
+from fyke.datapath.flow import Flow
+from fyke.datapath.policy import policy_flows
+from fyke.datapath.policy_realize import realize
+from fyke.kube import resources
+from fyke.kube.reflector import Change, Reflector
+from fyke.policy.cluster import Cluster
+from fyke.policy.compile import compile_policies
+from fyke.policy.evaluate import Evaluator
+
+log = logging.getLogger("fyke.agent.policies")
+
+KINDS = (
+    resources.NAMESPACE,
+    resources.POD,
+    resources.NODE,
+    resources.NETWORK_POLICY,
+    resources.ADMIN_NETWORK_POLICY,
+    resources.BASELINE_ADMIN_NETWORK_POLICY,
+    resources.CLUSTER_NETWORK_POLICY,
+    resources.ANTREA_CLUSTER_NETWORK_POLICY,
+    resources.ANTREA_NETWORK_POLICY,
+    resources.TIER,
+    resources.CLUSTER_GROUP,
+    resources.GROUP,
+)
+
+
+class PolicyView:
+    def __init__(self, client: AsyncClient, changed: Callable[[], Awaitable[None]]) -> None:
+        self.changed = changed
+        self.reflectors = [Reflector(client, k, self._on_change, backoff=2.0) for k in KINDS]
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _on_change(self, _: Change) -> None:
+        self._dirty.set()
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(r.run()) for r in self.reflectors]
+        self._tasks.append(asyncio.create_task(self._loop()))
+        # Pods and namespaces first: without them no flow can be right.
+        for r in self.reflectors[:3]:
+            await asyncio.wait_for(r.synced.wait(), 60)
+
+    async def _loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(0.05)  # let a burst of changes settle
+            self._dirty.clear()
+            try:
+                await self.changed()
+            except Exception:
+                log.exception("realizing policies failed; retrying on the next change")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    def flows(self, local: dict[tuple[str, str], int], *, round: int) -> list[Flow]:
+        """Policy flows for this node's pods, `local` mapping (namespace, name) to ofport."""
+        docs: list[dict[str, Any]] = []
+        for r in self.reflectors:
+            for obj in r.cache.values():
+                docs.append(
+                    {
+                        "apiVersion": r.kind.group + "/" + r.kind.version
+                        if r.kind.group
+                        else r.kind.version,
+                        "kind": r.kind.kind,
+                        **obj,
+                    }
+                )
+        inv = load_objects(docs)
+        for w in inv.warnings:
+            log.warning("%s", w)
+        cluster = Cluster(inv.namespaces, inv.pods, inv.nodes)
+        evaluator = Evaluator(cluster, compile_policies(inv))
+        ofports = {
+            cluster.index[f"{ns}/{name}"]: ofport
+            for (ns, name), ofport in local.items()
+            if f"{ns}/{name}" in cluster.index
+        }
+        return policy_flows(realize(evaluator, ofports), round=round)
