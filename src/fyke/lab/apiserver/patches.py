@@ -183,9 +183,7 @@ def _merge_list(
             if isinstance(item, dict) and item.get("$patch") == "replace":
                 continue
             raise bad_request(f"{'.'.join(path)}: each item needs the merge key {key!r}")
-        pos = next(
-            (i for i, x in enumerate(out) if isinstance(x, dict) and x.get(key) == item[key]), None
-        )
+        pos = next((i for i, x in enumerate(out) if _same_item(x, item, key, path)), None)
         if item.get("$patch") == "delete":
             if pos is not None:
                 out.pop(pos)
@@ -195,6 +193,26 @@ def _merge_list(
         else:
             out[pos] = _smp(out[pos], item, path, keys)
     return out
+
+
+# Container ports are keyed by containerPort in patches, but one port number may be served
+# on TCP and UDP: when the patch item names its protocol, it must match too (as
+# server-side apply's (containerPort, protocol) list-map key does).
+SECONDARY_KEYS: Mapping[tuple[str, ...], tuple[str, str]] = {
+    ("spec", "containers", "ports"): ("protocol", "TCP"),
+    ("spec", "initContainers", "ports"): ("protocol", "TCP"),
+    ("spec", "ports"): ("protocol", "TCP"),
+}
+
+
+def _same_item(x: Any, item: dict[str, Any], key: str, path: tuple[str, ...]) -> bool:
+    if not isinstance(x, dict) or x.get(key) != item[key]:
+        return False
+    second = SECONDARY_KEYS.get(path)
+    if second is None or second[0] not in item:
+        return True
+    field, default = second
+    return bool(x.get(field, default) == item.get(field, default))
 
 
 def _order(items: list[Any], order: list[Any], key: str) -> list[Any]:
