@@ -80,3 +80,138 @@ def test_examples_enforced_as_the_matrix_says(lab: Path) -> None:
     _converge(lab, _expected([EXAMPLES / "cluster.yaml", EXAMPLES / "policies.yaml"]))
     fykectl("delete", "-f", str(EXAMPLES / "policies.yaml"), state=lab)
     _converge(lab, _expected([EXAMPLES / "cluster.yaml"]))
+
+
+POLICY_SETS = {
+    "anp-pass-np-banp": """
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: x-guard}
+spec:
+  priority: 5
+  subject: {namespaces: {matchLabels: {ns: x}}}
+  ingress:
+  - {name: delegate-y, action: Pass, from: [{namespaces: {matchLabels: {ns: y}}}]}
+  - name: no-z-81
+    action: Deny
+    from: [{namespaces: {matchLabels: {ns: z}}}]
+    ports: [{portNumber: {protocol: TCP, port: 81}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: y-on-80, namespace: x}
+spec:
+  podSelector: {}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {ns: y}}}]
+    ports: [{port: 80}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {namespaces: {}}
+  ingress:
+  - {name: deny-z, action: Deny, from: [{namespaces: {matchLabels: {ns: z}}}]}
+""",
+    "cnp-v1alpha2": """
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: y-admin}
+spec:
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {matchLabels: {ns: y}}}
+  ingress:
+  - name: z-web
+    action: Accept
+    from: [{namespaces: {matchLabels: {ns: z}}}]
+    protocols: [{tcp: {destinationPort: {number: 80}}}]
+  - {name: rest, action: Deny, from: [{namespaces: {}}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: z-baseline}
+spec:
+  tier: Baseline
+  priority: 5
+  subject: {namespaces: {matchLabels: {ns: z}}}
+  ingress:
+  - name: no-x-udp
+    action: Deny
+    from: [{namespaces: {matchLabels: {ns: x}}}]
+    protocols: [{destinationNamedPort: serve-80-udp}]
+""",
+    "antrea-tiers-groups": """
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: sec-pass-x}
+spec:
+  priority: 1
+  tier: securityops
+  appliedTo: [{namespaceSelector: {matchLabels: {ns: y}}}]
+  ingress:
+  - {action: Pass, from: [{namespaceSelector: {matchLabels: {ns: x}}}]}
+  - {action: Drop, from: [{namespaceSelector: {matchLabels: {ns: x}}}]}
+---
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: app-reject-y}
+spec:
+  priority: 5
+  tier: application
+  appliedTo: [{namespaceSelector: {matchLabels: {ns: y}}}]
+  ingress:
+  - {action: Reject}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: x-named-web, namespace: y}
+spec:
+  podSelector: {}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {ns: x}}}]
+    ports: [{port: serve-80-tcp}]
+---
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: base-z}
+spec:
+  priority: 1
+  tier: baseline
+  appliedTo: [{namespaceSelector: {matchLabels: {ns: z}}}]
+  ingress:
+  - action: Drop
+    from: [{namespaceSelector: {matchLabels: {ns: x}}}]
+    ports: [{protocol: TCP, port: 80, endPort: 81}]
+---
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterGroup
+metadata: {name: ns-z}
+spec:
+  namespaceSelector: {matchLabels: {ns: z}}
+---
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: x-no-udp-to-z}
+spec:
+  priority: 3
+  tier: emergency
+  appliedTo: [{namespaceSelector: {matchLabels: {ns: x}}}]
+  egress:
+  - action: Reject
+    to: [{group: ns-z}]
+    ports: [{protocol: UDP, port: 80}]
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(POLICY_SETS))
+def test_policy_kinds_enforced_as_the_matrix_says(lab: Path, name: str) -> None:
+    path = lab / f"{name}.yaml"
+    path.write_text(POLICY_SETS[name])
+    fykectl("apply", "-f", str(path), state=lab)
+    try:
+        _converge(lab, _expected([EXAMPLES / "cluster.yaml", path]))
+    finally:
+        fykectl("delete", "-f", str(path), state=lab)
