@@ -215,3 +215,81 @@ def test_policy_kinds_enforced_as_the_matrix_says(lab: Path, name: str) -> None:
         _converge(lab, _expected([EXAMPLES / "cluster.yaml", path]))
     finally:
         fykectl("delete", "-f", str(path), state=lab)
+
+
+ECHO = (
+    "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR,"
+    " 1); s.bind(('0.0.0.0', 9000)); s.listen(4)\n"
+    "while True:\n c,_=s.accept()\n while (d:=c.recv(100)): c.sendall(d)\n c.close()\n"
+)
+TALK = (
+    "import socket,sys,time\nc=socket.create_connection((sys.argv[1], 9000), 3)\n"
+    "c.settimeout(3)\nprint('connected', flush=True)\nn=0\nend=time.time()+6\n"
+    "while time.time()<end:\n c.sendall(b'x'); assert c.recv(10)==b'x'; n+=1;"
+    " time.sleep(0.02)\nprint('ok', n, flush=True)\n"
+)
+DENY_B = """
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: isolate-x-b}
+spec:
+  priority: 1
+  tier: emergency
+  appliedTo: [{podSelector: {matchLabels: {pod: b}}, namespaceSelector: {matchLabels: {ns: x}}}]
+  ingress:
+  - action: Drop
+"""
+
+
+def test_established_connections_survive_a_new_drop(lab: Path) -> None:
+    """Documented behaviour (as Antrea): a rule change applies to new connections;
+    established ones keep going (conntrack lets established traffic skip the rule
+    tables)."""
+    import os
+    import sys
+
+    from fyke.lab.kubelet import pod_netns
+
+    kubeconfig = fykectl("kubeconfig", "--path", state=lab).stdout.strip()
+    pods = {
+        f"{p['metadata']['namespace']}/{p['metadata']['name']}": p
+        for p in json.loads(
+            subprocess.run(
+                ["kubectl", "get", "pods", "-A", "-o", "json"],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "KUBECONFIG": kubeconfig},
+            ).stdout
+        )["items"]
+    }
+    b_ip = pods["x/b"]["status"]["podIP"]
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", pod_netns(pods["x/b"]), sys.executable, "-c", ECHO]
+    )
+    policy = lab / "deny-b.yaml"
+    policy.write_text(DENY_B)
+    try:
+        time.sleep(0.3)
+        client = subprocess.Popen(
+            ["ip", "netns", "exec", pod_netns(pods["x/a"]), sys.executable, "-c", TALK, b_ip],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert client.stdout is not None
+        assert client.stdout.readline().startswith("connected")
+        fykectl("apply", "-f", str(policy), state=lab)
+        time.sleep(2)  # realized by now; the stream is still running
+        late = subprocess.run(
+            ["ip", "netns", "exec", pod_netns(pods["x/c"]), sys.executable, "-c", TALK, b_ip],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert late.returncode != 0  # a new connection is dropped
+        out, _ = client.communicate(timeout=30)
+        assert client.returncode == 0 and out.startswith("ok"), out
+    finally:
+        server.kill()
+        server.wait()
+        fykectl("delete", "-f", str(policy), state=lab)
