@@ -29,7 +29,7 @@ from fyke.kube.client import async_client
 from fyke.ovs.daemons import OvsPaths
 from fyke.ovs.openflow import OFConnection
 from fyke.ovs.ovsdb import GATEWAY_PORT, AddBridge, Ovsdb, gateway_port
-from fyke.ovs.reconcile import reconcile
+from fyke.ovs.reconcile import FlowSync
 from fyke.ovs.reject import Rejector
 
 log = logging.getLogger("fyke.agent")
@@ -106,7 +106,7 @@ class Agent:
                     for p in ports
                 }
                 flows += self.view.flows(local, round=self.round)
-            result = await reconcile(self.of, flows)
+            result = await self.flow_sync.sync(flows)
             if result.changed:
                 log.info("flows: %s", result)
 
@@ -129,6 +129,7 @@ class Agent:
             ofport=await self.ovsdb.get_ofport(GATEWAY_PORT), ip=str(gw_ip), mac=mac
         )
         self.of = await OFConnection.connect(paths.mgmt(self.bridge))
+        self.flow_sync = FlowSync(self.of)
         # Rejects get their own connection, so a burst of packet-ins never queues in front
         # of the reconciler's bundle replies.
         self.reject_conn = await OFConnection.connect(paths.mgmt(self.bridge))

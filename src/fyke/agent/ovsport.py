@@ -33,6 +33,9 @@ class OvsPortAttacher:
         return ofport
 
     async def detach(self, host_ifname: str) -> None:
+        ports = await self.ovsdb.list_ports(self.bridge)
+        if not any(p.name == host_ifname for p in ports):
+            return  # nothing attached (ADD clears first; DEL repeats): no flows to change
         await self.ovsdb.transact(DelPort(bridge=self.bridge, name=host_ifname))
         await self.changed()
 
