@@ -49,9 +49,11 @@ class PolicyView:
         self.changed = changed
         self.reflectors = [Reflector(client, k, self._on_change, backoff=2.0) for k in KINDS]
         self._dirty = asyncio.Event()
+        self._evaluator: Evaluator | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def _on_change(self, _: Change) -> None:
+        self._evaluator = None  # the cluster changed: compile again when next asked
         self._dirty.set()
 
     async def start(self) -> None:
@@ -77,26 +79,26 @@ class PolicyView:
 
     def flows(self, local: dict[tuple[str, str], int], *, round: int) -> list[Flow]:
         """Policy flows for this node's pods, `local` mapping (namespace, name) to ofport."""
-        docs: list[dict[str, Any]] = []
-        for r in self.reflectors:
-            for obj in r.cache.values():
-                docs.append(
-                    {
-                        "apiVersion": r.kind.group + "/" + r.kind.version
-                        if r.kind.group
-                        else r.kind.version,
-                        "kind": r.kind.kind,
-                        **obj,
-                    }
-                )
-        inv = load_objects(docs)
-        for w in inv.warnings:
-            log.warning("%s", w)
-        cluster = Cluster(inv.namespaces, inv.pods, inv.nodes)
-        evaluator = Evaluator(cluster, compile_policies(inv))
+        if self._evaluator is None:
+            self._evaluator = self._compile()
+        evaluator = self._evaluator
+        cluster = evaluator.cluster
         ofports = {
             cluster.index[f"{ns}/{name}"]: ofport
             for (ns, name), ofport in local.items()
             if f"{ns}/{name}" in cluster.index
         }
         return policy_flows(realize(evaluator, ofports), round=round)
+
+    def _compile(self) -> Evaluator:
+        """The cluster as the reflectors see it, compiled; kept until a watched object
+        changes (a pod port coming or going alone needs no new compile)."""
+        docs: list[dict[str, Any]] = []
+        for r in self.reflectors:
+            for obj in r.cache.values():
+                version = f"{r.kind.group}/{r.kind.version}" if r.kind.group else r.kind.version
+                docs.append({"apiVersion": version, "kind": r.kind.kind, **obj})
+        inv = load_objects(docs)
+        for w in inv.warnings:
+            log.warning("%s", w)
+        return Evaluator(Cluster(inv.namespaces, inv.pods, inv.nodes), compile_policies(inv))
