@@ -30,6 +30,7 @@ unit:
 bench: setup
 	$(BIN)/python bench/scale_controller.py
 	$(BIN)/python bench/apiserver_watch.py
+	$(BIN)/python bench/cni_add.py
 	bash bench/run.sh
 
 clean:
