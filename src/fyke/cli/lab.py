@@ -43,6 +43,7 @@ def register(sub: Any) -> None:
         v = lsub.add_parser(verb, help=f"{verb} manifests in the lab")
         v.add_argument("-f", "--filename", action="append", required=True, metavar="FILE")
         v.add_argument("--wait", action="store_true", help="until pods run (or are gone)")
+        v.add_argument("--timeout", type=float, default=600.0, help="seconds --wait may take")
         _state(v)
         v.set_defaults(func=run_apply if verb == "apply" else run_delete)
 
@@ -115,7 +116,7 @@ def _apply_or_delete(args: argparse.Namespace, delete: bool) -> int:
                     for d in docs
                     if d.get("kind") == "Pod"
                 }
-                await objects.wait_pods(c, keys, gone=delete)
+                await objects.wait_pods(c, keys, gone=delete, timeout=args.timeout)
             return done
         finally:
             await c.close()  # type: ignore[no-untyped-call]
