@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-venv python3-pip iproute2 ethtool nftables openvswitch-switch make git)
+APT_PACKAGES=(python3 python3-venv python3-pip iproute2 ethtool nftables openvswitch-switch
+              containernetworking-plugins make git)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
