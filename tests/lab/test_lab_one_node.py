@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,6 +51,22 @@ def fykectl(*args: str, state: Path, timeout: float = 180) -> subprocess.Complet
         )
         raise AssertionError(f"fykectl lab {' '.join(args)}: {out.stderr}{logs}")
     return out
+
+
+def lab_pods(state: Path) -> dict[str, Any]:
+    """The lab's pods by ns/name, as real kubectl with the lab's kubeconfig sees them."""
+    kubeconfig = fykectl("kubeconfig", "--path", state=state).stdout.strip()
+    out = subprocess.run(
+        ["kubectl", "get", "pods", "-A", "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "KUBECONFIG": kubeconfig},
+    )
+    return {
+        f"{p['metadata']['namespace']}/{p['metadata']['name']}": p
+        for p in json.loads(out.stdout)["items"]
+    }
 
 
 def _leftovers() -> tuple[list[str], list[str]]:
@@ -208,19 +225,7 @@ def test_agent_restart_keeps_a_tcp_stream(lab: Path) -> None:
     from fyke.lab.procs import Processes
     from fyke.lab.up import load_spec, start_agent
 
-    kubeconfig = fykectl("kubeconfig", "--path", state=lab).stdout.strip()
-    pods = {
-        f"{p['metadata']['namespace']}/{p['metadata']['name']}": p
-        for p in json.loads(
-            subprocess.run(
-                ["kubectl", "get", "pods", "-A", "-o", "json"],
-                capture_output=True,
-                text=True,
-                check=True,
-                env={**os.environ, "KUBECONFIG": kubeconfig},
-            ).stdout
-        )["items"]
-    }
+    pods = lab_pods(lab)
     server_pod, client_pod = pods["x/b"], pods["x/a"]
     echo = (
         "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.test_lab_one_node import FYKECTL, _leftovers, fykectl
+from tests.lab.test_lab_one_node import FYKECTL, _leftovers, fykectl, lab_pods
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 PORTS = ["80/TCP", "81/TCP", "80/UDP"]
@@ -245,24 +245,11 @@ def test_established_connections_survive_a_new_drop(lab: Path) -> None:
     """Documented behaviour (as Antrea): a rule change applies to new connections;
     established ones keep going (conntrack lets established traffic skip the rule
     tables)."""
-    import os
     import sys
 
     from fyke.lab.kubelet import pod_netns
 
-    kubeconfig = fykectl("kubeconfig", "--path", state=lab).stdout.strip()
-    pods = {
-        f"{p['metadata']['namespace']}/{p['metadata']['name']}": p
-        for p in json.loads(
-            subprocess.run(
-                ["kubectl", "get", "pods", "-A", "-o", "json"],
-                capture_output=True,
-                text=True,
-                check=True,
-                env={**os.environ, "KUBECONFIG": kubeconfig},
-            ).stdout
-        )["items"]
-    }
+    pods = lab_pods(lab)
     b_ip = pods["x/b"]["status"]["podIP"]
     server = subprocess.Popen(
         ["ip", "netns", "exec", pod_netns(pods["x/b"]), sys.executable, "-c", ECHO]
