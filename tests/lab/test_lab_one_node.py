@@ -315,6 +315,35 @@ def test_deleting_a_pod_undoes_its_network(lab: Path) -> None:
     assert ip not in ipam.read_text()
 
 
+def test_kubelet_restart_collects_stale_attachments(lab: Path) -> None:
+    """An attachment no pod owns (a runtime that lost track of it) is removed by the CNI
+    GC the lab kubelet runs when it starts, as a runtime does after a restart."""
+    from fyke.lab.procs import Processes
+    from fyke.lab.up import load_spec, start_kubelet
+
+    subprocess.run(["ip", "netns", "add", "fyke-stale"], check=True)
+    try:
+        add = _cni(lab, "ADD", "stale0", "fyke-stale")
+        assert add.returncode == 0, add.stdout
+        ip = json.loads(add.stdout)["ips"][0]["address"].split("/")[0]
+        ipam = lab / "nodes" / "node-1" / "ipam.json"
+        assert ip in ipam.read_text()
+        procs = Processes(lab)
+        procs.stop("kubelet-node-1")
+        spec = load_spec(lab)
+        start_kubelet(lab, procs, spec, spec.nodes[0])
+        import time
+
+        for _ in range(100):
+            if ip not in ipam.read_text():
+                break
+            time.sleep(0.1)
+        assert ip not in ipam.read_text()
+        assert len(lab_pods(lab)) == 8  # the real pods are all still there (z/c was deleted)
+    finally:
+        subprocess.run(["ip", "netns", "del", "fyke-stale"], check=False)
+
+
 def test_lab_down_leaves_nothing(lab: Path) -> None:
     pids = json.loads((lab / "pids.json").read_text()).values()
     fykectl("down", state=lab)

@@ -233,9 +233,40 @@ class Kubelet:
             if current is None:
                 await self.start_pod(pod)
 
+    def _gc(self, valid: list[Obj]) -> tuple[int, Obj]:
+        """CNI GC as a runtime runs it after a restart: attachments of pods it no longer
+        has go (their addresses, veths and ports)."""
+        conf = json.loads(self.cni_conf)
+        conf["cni.dev/valid-attachments"] = valid
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "CNI_COMMAND": "GC",
+            "CNI_PATH": str(Path(self.cni_bin).parent),
+        }
+        argv = [self.cni_bin]
+        if self.node_netns:
+            argv = ["ip", "netns", "exec", self.node_netns, *argv]
+        out = subprocess.run(
+            argv, input=json.dumps(conf), env=env, capture_output=True, text=True, timeout=120
+        )
+        try:
+            result: Obj = json.loads(out.stdout) if out.stdout.strip() else {}
+        except json.JSONDecodeError:
+            result = {"msg": out.stdout + out.stderr}
+        return out.returncode, result
+
     async def run(self) -> None:
         refl = Reflector(self.client, resources.POD, self.on_change)
-        await refl.run()
+        task = asyncio.create_task(refl.run())
+        await refl.synced.wait()
+        async with self.lock:  # after the first list's pods were started
+            valid = [
+                {"containerID": container_id(p), "ifname": "eth0"} for p in self.wanted.values()
+            ]
+            code, result = await asyncio.to_thread(self._gc, valid)
+            if code != 0:
+                log.error("CNI GC failed: %s", result)
+        await task
 
     async def shutdown(self) -> None:
         for pod in list(self.running.values()):

@@ -220,6 +220,32 @@ def start_agent(state: Path, procs: Processes, node: NodeSpec) -> None:
         )
 
 
+def start_kubelet(state: Path, procs: Processes, spec: LabSpec, node: NodeSpec) -> None:
+    """Start (or restart) a node's lab kubelet; the first node's also binds pods."""
+    procs.start(
+        f"kubelet-{node.name}",
+        [
+            sys.executable,
+            "-m",
+            "fyke.lab.kubelet",
+            "--node",
+            node.name,
+            "--node-netns",
+            node.netns,
+            "--kubeconfig",
+            str(kubeconfig_path(state)),
+            "--cni-conf",
+            str(cni_conflist(state, node)),
+            "--cni-bin",
+            str(Path(sys.executable).with_name("fyke-cni")),
+            "--state-dir",
+            str(state / "nodes" / node.name),
+            "--schedule",
+            ",".join(n.name for n in spec.nodes) if node is spec.nodes[0] else "",
+        ],
+    )
+
+
 def up(state: Path, nodes: int, encap: str) -> int:
     if nodes != 1:
         raise RuntimeError("only --nodes 1 is supported so far (multi-node is issue 6)")
@@ -265,28 +291,7 @@ def up(state: Path, nodes: int, encap: str) -> int:
             _say(f"{node.name}: agent")
             start_agent(state, procs, node)
             _say(f"{node.name}: kubelet")
-            procs.start(
-                f"kubelet-{node.name}",
-                [
-                    sys.executable,
-                    "-m",
-                    "fyke.lab.kubelet",
-                    "--node",
-                    node.name,
-                    "--node-netns",
-                    node.netns,
-                    "--kubeconfig",
-                    kubeconfig,
-                    "--cni-conf",
-                    str(cni_conflist(state, node)),
-                    "--cni-bin",
-                    str(Path(sys.executable).with_name("fyke-cni")),
-                    "--state-dir",
-                    str(node_dir),
-                    "--schedule",
-                    ",".join(n.name for n in spec.nodes) if node is spec.nodes[0] else "",
-                ],
-            )
+            start_kubelet(state, procs, spec, node)
     except BaseException:
         _say("start failed; cleaning up")
         down(state)
