@@ -60,32 +60,41 @@ class Kubelet:
 
     # --- CNI, as containerd runs it ------------------------------------------------------
 
-    def _cni(self, command: str, pod: Obj) -> tuple[int, Obj]:
-        meta = pod["metadata"]
+    def _exec_cni(self, env: dict[str, str], conf: str, timeout: float = 60) -> tuple[int, Obj]:
+        """Run the plugin as containerd does: env, config on stdin, inside the node."""
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "CNI_COMMAND": command,
-            "CNI_CONTAINERID": container_id(pod),
-            "CNI_NETNS": f"/var/run/netns/{pod_netns(pod)}",
-            "CNI_IFNAME": "eth0",
             "CNI_PATH": str(Path(self.cni_bin).parent),
-            "CNI_ARGS": (
-                f"IgnoreUnknown=1;K8S_POD_NAMESPACE={meta['namespace']};"
-                f"K8S_POD_NAME={meta['name']};K8S_POD_INFRA_CONTAINER_ID={container_id(pod)};"
-                f"K8S_POD_UID={meta.get('uid', '')}"
-            ),
+            **env,
         }
         argv = [self.cni_bin]
         if self.node_netns:
             argv = ["ip", "netns", "exec", self.node_netns, *argv]
         out = subprocess.run(
-            argv, input=self.cni_conf, env=env, capture_output=True, text=True, timeout=60
+            argv, input=conf, env=env, capture_output=True, text=True, timeout=timeout
         )
         try:
             result: Obj = json.loads(out.stdout) if out.stdout.strip() else {}
         except json.JSONDecodeError:
             result = {"msg": out.stdout + out.stderr}
         return out.returncode, result
+
+    def _cni(self, command: str, pod: Obj) -> tuple[int, Obj]:
+        meta = pod["metadata"]
+        return self._exec_cni(
+            {
+                "CNI_COMMAND": command,
+                "CNI_CONTAINERID": container_id(pod),
+                "CNI_NETNS": f"/var/run/netns/{pod_netns(pod)}",
+                "CNI_IFNAME": "eth0",
+                "CNI_ARGS": (
+                    f"IgnoreUnknown=1;K8S_POD_NAMESPACE={meta['namespace']};"
+                    f"K8S_POD_NAME={meta['name']};K8S_POD_INFRA_CONTAINER_ID={container_id(pod)};"
+                    f"K8S_POD_UID={meta.get('uid', '')}"
+                ),
+            },
+            self.cni_conf,
+        )
 
     # --- pod lifecycle ----------------------------------------------------------------
 
@@ -238,22 +247,7 @@ class Kubelet:
         has go (their addresses, veths and ports)."""
         conf = json.loads(self.cni_conf)
         conf["cni.dev/valid-attachments"] = valid
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "CNI_COMMAND": "GC",
-            "CNI_PATH": str(Path(self.cni_bin).parent),
-        }
-        argv = [self.cni_bin]
-        if self.node_netns:
-            argv = ["ip", "netns", "exec", self.node_netns, *argv]
-        out = subprocess.run(
-            argv, input=json.dumps(conf), env=env, capture_output=True, text=True, timeout=120
-        )
-        try:
-            result: Obj = json.loads(out.stdout) if out.stdout.strip() else {}
-        except json.JSONDecodeError:
-            result = {"msg": out.stdout + out.stderr}
-        return out.returncode, result
+        return self._exec_cni({"CNI_COMMAND": "GC"}, json.dumps(conf), timeout=120)
 
     async def run(self) -> None:
         refl = Reflector(self.client, resources.POD, self.on_change)

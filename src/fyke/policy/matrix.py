@@ -48,7 +48,7 @@ class _Side:
             applied = [] if pod.host_network else ev.applied(direction, i)
             self.rules.append([(r.id, ev.peer_pods(r, i)) for r in applied])
             self.isolated.append([] if pod.host_network else ev.isolated_by(direction, i))
-            self.named.append(any(p.named for r in applied if r.ports is not None for p in r.ports))
+            self.named.append(any(r.has_named_ports for r in applied))
         self.keys: dict[tuple[object, ...], int] = {}
         # Pods with the same container ports share an id (cheap to hash in keys).
         distinct: dict[tuple[object, ...], int] = {}
@@ -252,20 +252,6 @@ def intersect(a: Ranges, b: Ranges) -> Ranges:
         else:
             j += 1
     return out
-
-
-def allowed_ranges(
-    ev: Evaluator,
-    e_c: Sequence[Rule],
-    e_i: Sequence[PolicyInfo],
-    i_c: Sequence[Rule],
-    i_i: Sequence[PolicyInfo],
-    dst: Pod,
-) -> dict[str, Ranges]:
-    """Ports a connection to `dst` may use, given both sides' candidate rules."""
-    e = side_ranges(ev, Direction.EGRESS, e_c, e_i, dst)
-    i = side_ranges(ev, Direction.INGRESS, i_c, i_i, dst)
-    return {p: intersect(e[p], i[p]) for p in e}
 
 
 def all_ports_matrix(ev: Evaluator) -> dict[str, dict[str, dict[str, Ranges]]]:
