@@ -272,7 +272,8 @@ def test_agent_restart_keeps_a_tcp_stream(lab: Path) -> None:
         round_before = json.loads((lab / "nodes" / "node-1" / "ready").read_text())["round"]
         procs = Processes(lab)
         procs.stop("agent-node-1")
-        start_agent(lab, procs, load_spec(lab).nodes[0])
+        spec = load_spec(lab)
+        start_agent(lab, procs, spec.nodes[0], spec.encap)
         out, _ = client.communicate(timeout=30)
         assert client.returncode == 0 and out.startswith("ok"), out
         round_after = json.loads((lab / "nodes" / "node-1" / "ready").read_text())["round"]
@@ -331,7 +332,7 @@ def test_kubelet_restart_collects_stale_attachments(lab: Path) -> None:
         procs = Processes(lab)
         procs.stop("kubelet-node-1")
         spec = load_spec(lab)
-        start_kubelet(lab, procs, spec, spec.nodes[0])
+        start_kubelet(lab, procs, spec.nodes[0])
         import time
 
         for _ in range(100):

@@ -23,7 +23,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         pytest.skip("another fyke lab (or a leftover) is up on this machine")
     state = tmp_path_factory.mktemp("lab")
     try:
-        fykectl("up", "--nodes", "1", state=state)
+        # Two nodes: the scheduler spreads the pods, so pairs on one node and pairs
+        # across the Geneve tunnel are both checked.
+        fykectl("up", "--nodes", "2", state=state)
         fykectl("apply", "-f", str(EXAMPLES / "cluster.yaml"), "--wait", state=state)
         yield state
     finally:

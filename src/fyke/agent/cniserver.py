@@ -132,8 +132,10 @@ class CniServer:
         attacher: PortAttacher,
         socket_path: Path | str = DEFAULT_AGENT_SOCKET,
         ready: bool = True,
+        mtu: int = DEFAULT_MTU,
     ) -> None:
         self.ipam = ipam
+        self.mtu = mtu  # the node's pod MTU; a network config's "mtu" overrides it
         self.plumbing = plumbing
         self.attacher = attacher
         self.socket_path = Path(socket_path)
@@ -249,7 +251,7 @@ class CniServer:
         if not self._ready:
             raise CniError(Code.TRY_AGAIN_LATER, self._not_ready_reason)
         pod, host = req.pod, req.host_ifname
-        mtu = int(req.config.get("mtu", DEFAULT_MTU))
+        mtu = int(req.config.get("mtu", self.mtu))
         async with self.locks.hold(pod.container_id):
             # A repeated ADD rebuilds the attachment; IPAM hands back the same address.
             await self._remove_plumbing(host)

@@ -1,8 +1,10 @@
-"""fyke-agent: the node agent. Today: the node's OVS bridge and gateway, the base pipeline
-(pod connectivity with SpoofGuard and conntrack) reconciled by cookie, and the CNI server.
+"""fyke-agent: the node agent. Today: the node's OVS bridge, gateway and tunnel port, the
+base pipeline (pod connectivity with SpoofGuard and conntrack) reconciled by cookie, the
+routes or tunnel flows to other nodes' pods, policy flows, and the CNI server.
 
 Usage: fyke-agent --node NAME --kubeconfig K --state-dir D [--cni-socket S]
                   [--ovs-dir D] [--bridge br-int] [--datapath-type netdev|system]
+                  [--encap geneve|vxlan|none]
 """
 
 from __future__ import annotations
@@ -20,20 +22,32 @@ from typing import Any
 
 from fyke.agent.cniserver import CniServer
 from fyke.agent.ipam import Ipam
+from fyke.agent.noderoutes import NodeRoutes, TunnelNeighbors, internal_ip
 from fyke.agent.ovsport import OvsPortAttacher
 from fyke.agent.plumbing import VethPlumbing
 from fyke.agent.policies import PolicyView
 from fyke.datapath.pod import Gateway, PodPort, pod_connectivity
+from fyke.datapath.tunnel import OVERHEAD, tunnel_flows
 from fyke.kube import resources
 from fyke.kube.client import async_client
 from fyke.ovs.daemons import OvsPaths
 from fyke.ovs.openflow import OFConnection
-from fyke.ovs.ovsdb import GATEWAY_PORT, AddBridge, Ovsdb, gateway_port
+from fyke.ovs.ovsdb import (
+    GATEWAY_PORT,
+    TUNNEL_PORT,
+    AddBridge,
+    DelPort,
+    Ovsdb,
+    gateway_port,
+    tunnel_port,
+)
 from fyke.ovs.reconcile import FlowSync
 from fyke.ovs.reject import Rejector
 
 log = logging.getLogger("fyke.agent")
+TUNNEL_OFPORT = 1
 GATEWAY_OFPORT = 2
+DEFAULT_UNDERLAY_MTU = 1500
 
 
 def _next_round(state: Path) -> int:
@@ -63,8 +77,11 @@ class Agent:
         self.view: PolicyView | None = None
         self.rejector: Rejector | None = None
         self.reject_conn: OFConnection | None = None
+        self.encap: str = args.encap
+        self.routes: NodeRoutes | None = None
 
-    async def _pod_cidr(self) -> ipaddress.IPv4Network:
+    async def _own_node(self) -> tuple[ipaddress.IPv4Network, str | None]:
+        """This node's podCIDR (waited for) and InternalIP."""
         client = async_client(self.args.kubeconfig, field_manager=f"fyke-agent-{self.node}")
         res: Any = resources.NODE.resource()
         try:
@@ -72,11 +89,23 @@ class Agent:
                 node = (await client.get(res, self.node)).to_dict()
                 cidr = node.get("spec", {}).get("podCIDR")
                 if cidr:
-                    return ipaddress.IPv4Network(cidr)
+                    return ipaddress.IPv4Network(cidr), internal_ip(node)
                 log.info("waiting for Node %s to get a podCIDR", self.node)
                 await asyncio.sleep(1)
         finally:
             await client.close()  # type: ignore[no-untyped-call]
+
+    def _pod_mtu(self, node_ip: str | None) -> int:
+        """The MTU of the device holding the node IP, less the encapsulation overhead."""
+        mtu = DEFAULT_UNDERLAY_MTU
+        if node_ip:
+            for link in json.loads(_sh("ip", "-j", "addr", "show")):
+                if any(a.get("local") == node_ip for a in link.get("addr_info", [])):
+                    mtu = int(link["mtu"])
+                    break
+            else:
+                log.warning("no device holds the node IP %s; assuming MTU %d", node_ip, mtu)
+        return mtu - OVERHEAD[self.encap]
 
     async def sync_flows(self) -> None:
         """Desired flows from the bridge's ports, reconciled in one bundle."""
@@ -97,6 +126,8 @@ class Agent:
                 for p in ports
             ]
             flows = pod_connectivity(self.gateway, pods, round=self.round)
+            if self.encap != "none" and self.routes is not None:
+                flows += tunnel_flows(TUNNEL_OFPORT, self.routes.peers, round=self.round)
             if self.view is not None:
                 local = {
                     (
@@ -114,13 +145,19 @@ class Agent:
         self.state.mkdir(parents=True, exist_ok=True)
         ready_file = self.state / "ready"
         ready_file.unlink(missing_ok=True)
-        cidr = await self._pod_cidr()
+        cidr, node_ip = await self._own_node()
+        mtu = await asyncio.to_thread(self._pod_mtu, node_ip)
         ipam = Ipam(cidr, self.state)
         paths = OvsPaths(dir=Path(self.args.ovs_dir))
         self.ovsdb = await Ovsdb.connect(paths.db_remote)
         await self.ovsdb.transact(
             AddBridge(name=self.bridge, datapath_type=self.args.datapath_type),
             gateway_port(self.bridge, GATEWAY_OFPORT),
+            (
+                DelPort(bridge=self.bridge, name=TUNNEL_PORT)
+                if self.encap == "none"
+                else tunnel_port(self.bridge, self.encap, TUNNEL_OFPORT)
+            ),
         )
         gw_ip = ipam.gateway
         await asyncio.to_thread(self._gateway_device, f"{gw_ip}/{cidr.prefixlen}")
@@ -136,6 +173,13 @@ class Agent:
         self.rejector = await Rejector.start(self.reject_conn)
         self.round = _next_round(self.state)
         api = async_client(self.args.kubeconfig, field_manager=f"fyke-agent-{self.node}")
+        neighbors = (
+            TunnelNeighbors(paths.vswitchd_ctl, node_ip)
+            if self.encap != "none" and self.args.datapath_type == "netdev"
+            else None
+        )
+        self.routes = NodeRoutes(api, self.node, self.encap, self.sync_flows, neighbors=neighbors)
+        await self.routes.start()
         self.view = PolicyView(api, self.sync_flows)
         await self.view.start()
         await self.sync_flows()  # the new round replaces every flow of earlier rounds
@@ -147,14 +191,21 @@ class Agent:
             attacher=attacher,
             socket_path=self.args.cni_socket,
             ready=True,
+            mtu=mtu,
         )
         async with server:
-            ready_file.write_text(json.dumps({"round": self.round, "podCIDR": str(cidr)}))
+            ready_file.write_text(
+                json.dumps(
+                    {"round": self.round, "podCIDR": str(cidr), "encap": self.encap, "mtu": mtu}
+                )
+            )
             log.info(
-                "agent ready on %s: podCIDR %s, gateway %s, round %d",
+                "agent ready on %s: podCIDR %s, gateway %s, encap %s, pod MTU %d, round %d",
                 self.node,
                 cidr,
                 gw_ip,
+                self.encap,
+                mtu,
                 self.round,
             )
             await asyncio.Event().wait()
@@ -172,6 +223,8 @@ class Agent:
         subprocess.run(["ip", "link", "set", GATEWAY_PORT, "up"], check=True)
 
     async def close(self) -> None:
+        if self.routes is not None:
+            await self.routes.stop()
         if self.view is not None:
             await self.view.stop()
         if self.rejector is not None:
@@ -194,6 +247,12 @@ def main() -> None:
     ap.add_argument("--ovs-dir", default="", help="OVS run/db dir (default STATE/ovs)")
     ap.add_argument("--bridge", default="br-int")
     ap.add_argument("--datapath-type", choices=("netdev", "system"), default="system")
+    ap.add_argument(
+        "--encap",
+        choices=sorted(OVERHEAD),
+        default="geneve",
+        help="how pod traffic crosses nodes: a tunnel, or none (the node's routes)",
+    )
     args = ap.parse_args()
     if not args.ovs_dir:
         args.ovs_dir = str(Path(args.state_dir) / "ovs")

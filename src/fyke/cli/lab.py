@@ -35,6 +35,16 @@ def register(sub: Any) -> None:
     _state(up)
     up.set_defaults(func=run_up)
 
+    node = lsub.add_parser("node", help="add or remove a node of a running lab")
+    nsub = node.add_subparsers(dest="node_command", required=True)
+    na = nsub.add_parser("add", help="start one more node (node-<next number>)")
+    _state(na)
+    na.set_defaults(func=run_node_add)
+    nr = nsub.add_parser("remove", help="stop a node and remove it; its pods are deleted")
+    nr.add_argument("name", metavar="NODE")
+    _state(nr)
+    nr.set_defaults(func=run_node_remove)
+
     down = lsub.add_parser("down", help="stop the lab and remove what it made (not its state)")
     _state(down)
     down.set_defaults(func=run_down)
@@ -74,6 +84,20 @@ def run_up(args: argparse.Namespace) -> int:
     from fyke.lab.up import up
 
     return up(Path(args.state_dir), args.nodes, args.encap)
+
+
+def run_node_add(args: argparse.Namespace) -> int:
+    from fyke.lab.up import node_add
+
+    print(node_add(Path(args.state_dir)))
+    return 0
+
+
+def run_node_remove(args: argparse.Namespace) -> int:
+    from fyke.lab.up import node_remove
+
+    node_remove(Path(args.state_dir), args.name)
+    return 0
 
 
 def run_down(args: argparse.Namespace) -> int:

@@ -44,6 +44,8 @@ MATCH_FIELDS: dict[str, str] = {
     "ct_state": "ct_state",
     "ct_mark": "ct_mark",
     "ct_zone": "ct_zone",
+    "tun_ipv4_src": "tun_src",
+    "tun_ipv4_dst": "tun_dst",
     **{f"reg{i}": f"reg{i}" for i in range(16)},
 }
 
@@ -248,7 +250,7 @@ def render_action(action: Action, symbolic: bool = False) -> str:
             return f"ct({','.join(args)})"
         case SetField(field=f, value=v):
             shown = f"{v:#x}" if isinstance(v, int) and f.startswith("reg") else str(v)
-            return f"set_field:{shown}->{f}"
+            return f"set_field:{shown}->{MATCH_FIELDS.get(f, f) if f.startswith('tun') else f}"
         case LoadReg(mark=m):
             if m.field.full:
                 return f"set_field:{m.value:#x}->{m.field.name}"

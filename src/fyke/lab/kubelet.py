@@ -4,7 +4,7 @@ and status.podIP/phase written back. Deleting the pod undoes it (CNI DEL, namesp
 
 Usage (one per node, started by `fykectl lab up`):
   python -m fyke.lab.kubelet --node node-1 --kubeconfig K --cni-conf F --state-dir D
-      [--node-netns fyke-node-1] [--schedule node-1,node-2]
+      [--node-netns fyke-node-1]
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ class Kubelet:
         self.cni_conf = Path(args.cni_conf).read_text()
         self.cni_bin = args.cni_bin
         self.state = Path(args.state_dir)
-        self.schedule = [n for n in (args.schedule or "").split(",") if n]
         self.client = async_client(args.kubeconfig, field_manager=f"fyke-kubelet-{self.node}")
         self.pods: Any = resources.POD.resource()  # lightkube's typing knows no generics
         self.servers: dict[str, subprocess.Popen[bytes]] = {}
@@ -201,23 +200,6 @@ class Kubelet:
                 patch_type=PatchType.MERGE,
             )
 
-    async def _bind(self, pod: Obj) -> None:
-        meta = pod["metadata"]
-        digest = int(
-            hashlib.sha1(
-                f"{meta['namespace']}/{meta['name']}".encode(), usedforsecurity=False
-            ).hexdigest(),
-            16,
-        )
-        node = self.schedule[digest % len(self.schedule)]
-        await self.client.patch(
-            self.pods,
-            meta["name"],
-            {"spec": {"nodeName": node}},
-            namespace=meta["namespace"],
-            patch_type=PatchType.MERGE,
-        )
-
     async def on_change(self, change: Change) -> None:
         pod = change.object
         meta = pod["metadata"]
@@ -228,9 +210,6 @@ class Kubelet:
                 self.wanted.pop(key, None)
                 if key in self.running:
                     await self.stop_pod(self.running[key])
-                return
-            if not node and self.schedule:
-                await self._bind(pod)
                 return
             if node != self.node:
                 return
@@ -250,17 +229,18 @@ class Kubelet:
         return self._exec_cni({"CNI_COMMAND": "GC"}, json.dumps(conf), timeout=120)
 
     async def run(self) -> None:
-        refl = Reflector(self.client, resources.POD, self.on_change)
-        task = asyncio.create_task(refl.run())
-        await refl.synced.wait()
-        async with self.lock:  # after the first list's pods were started
-            valid = [
-                {"containerID": container_id(p), "ifname": "eth0"} for p in self.wanted.values()
-            ]
-            code, result = await asyncio.to_thread(self._gc, valid)
-            if code != 0:
-                log.error("CNI GC failed: %s", result)
-        await task
+        # GC first, with the pods bound here now, and only then start pods: this kubelet
+        # is the only caller of ADD on its node, so no ADD can race the GC.
+        pods = [p.to_dict() async for p in self.client.list(self.pods, namespace="*")]
+        valid = [
+            {"containerID": container_id(p), "ifname": "eth0"}
+            for p in pods
+            if p.get("spec", {}).get("nodeName") == self.node
+        ]
+        code, result = await asyncio.to_thread(self._gc, valid)
+        if code != 0:
+            log.error("CNI GC failed: %s", result)
+        await Reflector(self.client, resources.POD, self.on_change).run()
 
     async def shutdown(self) -> None:
         for pod in list(self.running.values()):
@@ -275,7 +255,6 @@ def main() -> None:
     ap.add_argument("--cni-conf", required=True)
     ap.add_argument("--cni-bin", default=shutil.which("fyke-cni") or "fyke-cni")
     ap.add_argument("--state-dir", required=True)
-    ap.add_argument("--schedule", default="", help="bind unbound pods to these nodes")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -2,13 +2,16 @@
 
 A lab is a state dir (default /var/lib/fyke/lab): lab.json (its topology), the API
 server's data, logs, and pids.json (every process it started, stopped by PID). Nodes are
-network namespaces `fyke-node-N` joined to the host by a management bridge; each runs its
-own ovsdb-server and ovs-vswitchd, a fyke agent and a lab kubelet.
+network namespaces `fyke-node-N`, joined to the host by a management bridge (API access)
+and to each other by an underlay fabric namespace (fyke.lab.net); each runs its own
+ovsdb-server and ovs-vswitchd, a fyke agent and a lab kubelet. One lab scheduler binds
+pods that name no node. `lab node add/remove` changes the node set of a running lab.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -24,6 +27,8 @@ from fyke.lab.procs import Processes
 
 DEFAULT_STATE_DIR = Path("/var/lib/fyke/lab")
 API_PORT = 6443
+MAX_NODES = 16  # each node costs two OVS daemons, an agent and a kubelet (~150 MB)
+ENCAPS = ("geneve", "vxlan", "none")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,7 +37,30 @@ class NodeSpec:
     netns: str
     mgmt_ip: str
     host_veth: str
+    underlay_ip: str
+    fabric_veth: str
     pod_cidr: str
+
+    @staticmethod
+    def make(index: int) -> NodeSpec:
+        n = net.node_net(index)
+        return NodeSpec(
+            name=n.name,
+            netns=n.netns,
+            mgmt_ip=n.mgmt_ip,
+            host_veth=n.host_veth,
+            underlay_ip=n.underlay_ip,
+            fabric_veth=n.fabric_veth,
+            pod_cidr=f"10.244.{index}.0/24",
+        )
+
+    @property
+    def index(self) -> int:
+        return int(self.name.rsplit("-", 1)[1])
+
+    @property
+    def net(self) -> net.NodeNet:
+        return net.node_net(self.index)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,20 +71,18 @@ class LabSpec:
 
     @staticmethod
     def make(nodes: int, encap: str) -> LabSpec:
-        specs = []
-        for i in range(1, nodes + 1):
-            n = net.node_net(i)
-            specs.append(
-                NodeSpec(
-                    name=n.name,
-                    netns=n.netns,
-                    mgmt_ip=n.mgmt_ip,
-                    host_veth=n.host_veth,
-                    pod_cidr=f"10.244.{i}.0/24",
-                )
-            )
         return LabSpec(
-            nodes=tuple(specs), encap=encap, api_server=f"https://{net.HOST_IP}:{API_PORT}"
+            nodes=tuple(NodeSpec.make(i) for i in range(1, nodes + 1)),
+            encap=encap,
+            api_server=f"https://{net.HOST_IP}:{API_PORT}",
+        )
+
+    def node(self, name: str) -> NodeSpec:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise RuntimeError(
+            f"no lab node {name!r} (nodes: {', '.join(n.name for n in self.nodes) or 'none'})"
         )
 
 
@@ -78,8 +104,14 @@ def load_spec(state: Path) -> LabSpec:
     if not path.exists():
         raise RuntimeError(f"no lab in {state}: run `fykectl lab up` first")
     raw = json.loads(path.read_text())
+    # Nodes are rebuilt from their names, so a lab.json of an older layout still loads.
     return LabSpec(
-        nodes=tuple(NodeSpec(**n) for n in raw["nodes"]),
+        nodes=tuple(
+            dataclasses.replace(
+                NodeSpec.make(int(n["name"].rsplit("-", 1)[1])), pod_cidr=n["pod_cidr"]
+            )
+            for n in raw["nodes"]
+        ),
         encap=raw["encap"],
         api_server=raw["api_server"],
     )
@@ -122,7 +154,8 @@ def write_state(state: Path, spec: LabSpec) -> None:
 def down(state: Path) -> None:
     procs = Processes(state)
     names = procs.names()
-    # Kubelets first (they run CNI DEL for their pods), then agents, OVS, the API server.
+    # Kubelets first (they run CNI DEL for their pods), then agents, OVS, the scheduler and
+    # the API server.
     order = sorted(
         names,
         key=lambda n: (
@@ -141,13 +174,19 @@ def down(state: Path) -> None:
             net.sh("ip", "netns", "del", ns, check=False)
     if (state / "lab.json").exists():
         for node in load_spec(state).nodes:
-            net.remove_node(
-                net.NodeNet(
-                    name=node.name, netns=node.netns, mgmt_ip=node.mgmt_ip, host_veth=node.host_veth
-                )
-            )
+            _remove_node_net(node)
+    # Nodes a failed `lab node add` may have left out of lab.json.
+    for ns in net.lab_namespaces():
+        if ns.startswith("fyke-node-") and ns.rsplit("-", 1)[1].isdigit():
+            _remove_node_net(NodeSpec.make(int(ns.rsplit("-", 1)[1])))
+    net.remove_fabric()
     net.remove_bridge()
     _say("down; the state dir remains")
+
+
+def _remove_node_net(node: NodeSpec) -> None:
+    net.kill_netns_processes(node.netns)
+    net.remove_node(node.net)
 
 
 def manifests(files: list[str]) -> list[dict[str, Any]]:
@@ -176,7 +215,6 @@ def cni_conflist(state: Path, node: NodeSpec) -> Path:
             {
                 "type": "fyke-cni",
                 "agentSocket": str(state / "nodes" / node.name / "cni.sock"),
-                "mtu": 1450,
             }
         ],
     }
@@ -186,7 +224,7 @@ def cni_conflist(state: Path, node: NodeSpec) -> Path:
     return path
 
 
-def start_agent(state: Path, procs: Processes, node: NodeSpec) -> None:
+def start_agent(state: Path, procs: Processes, node: NodeSpec, encap: str) -> None:
     """Start (or restart) a node's agent and wait until it serves CNI."""
     node_dir = state / "nodes" / node.name
     ready = node_dir / "ready"
@@ -210,6 +248,8 @@ def start_agent(state: Path, procs: Processes, node: NodeSpec) -> None:
             str(node_dir / "ovs"),
             "--datapath-type",
             "netdev",
+            "--encap",
+            encap,
         ],
         netns=node.netns,
     )
@@ -220,8 +260,8 @@ def start_agent(state: Path, procs: Processes, node: NodeSpec) -> None:
         )
 
 
-def start_kubelet(state: Path, procs: Processes, spec: LabSpec, node: NodeSpec) -> None:
-    """Start (or restart) a node's lab kubelet; the first node's also binds pods."""
+def start_kubelet(state: Path, procs: Processes, node: NodeSpec) -> None:
+    """Start (or restart) a node's lab kubelet."""
     procs.start(
         f"kubelet-{node.name}",
         [
@@ -240,72 +280,140 @@ def start_kubelet(state: Path, procs: Processes, spec: LabSpec, node: NodeSpec) 
             str(Path(sys.executable).with_name("fyke-cni")),
             "--state-dir",
             str(state / "nodes" / node.name),
-            "--schedule",
-            ",".join(n.name for n in spec.nodes) if node is spec.nodes[0] else "",
         ],
     )
 
 
+def start_scheduler(state: Path, procs: Processes) -> None:
+    procs.start(
+        "scheduler",
+        [
+            sys.executable,
+            "-m",
+            "fyke.lab.scheduler",
+            "--kubeconfig",
+            str(kubeconfig_path(state)),
+        ],
+    )
+
+
+def start_node(state: Path, procs: Processes, spec: LabSpec, node: NodeSpec) -> None:
+    """Namespace, networks, Node object, OVS, agent and kubelet of one node."""
+    _say(f"{node.name}: namespace, management and underlay links")
+    net.add_node(node.net)
+    net.add_underlay(node.net)
+    node_dir = state / "nodes" / node.name
+    node_dir.mkdir(parents=True, exist_ok=True)
+    _say(f"{node.name}: ovsdb-server and ovs-vswitchd")
+    ovs_dir = node_dir / "ovs"
+    ovs_dir.mkdir(parents=True, exist_ok=True)
+    (ovs_dir / "ready").unlink(missing_ok=True)
+    procs.start(
+        f"ovs-{node.name}",
+        [sys.executable, "-m", "fyke.lab.ovsnode", "--dir", str(ovs_dir), "--netns", node.netns],
+    )
+    _wait(f"OVS on {node.name}", (ovs_dir / "ready").exists, timeout=30)
+    net.underlay_address(node.net, spec.encap, f"unix:{ovs_dir / 'db.sock'}")
+    run_async(_register_nodes(str(kubeconfig_path(state)), [node]))
+    _say(f"{node.name}: agent ({spec.encap})")
+    start_agent(state, procs, node, spec.encap)
+    _say(f"{node.name}: kubelet")
+    start_kubelet(state, procs, node)
+
+
+def stop_node(state: Path, procs: Processes, node: NodeSpec) -> None:
+    """The reverse of start_node; the Node object goes too (its pods are then deleted by
+    the lab scheduler, as Kubernetes' pod garbage collector does)."""
+    for what in ("kubelet", "agent", "ovs"):
+        name = f"{what}-{node.name}"
+        if name in procs.names():
+            _say(f"stopping {name}")
+            procs.stop(name, timeout=20)
+    run_async(_unregister_node(str(kubeconfig_path(state)), node.name))
+    _remove_node_net(node)
+
+
 def up(state: Path, nodes: int, encap: str) -> int:
-    if nodes != 1:
-        raise RuntimeError("only --nodes 1 is supported so far (multi-node is issue 6)")
+    if not 1 <= nodes <= MAX_NODES:
+        raise RuntimeError(f"--nodes {nodes}: a lab has 1 to {MAX_NODES} nodes")
+    if encap not in ENCAPS:
+        raise RuntimeError(f"--encap {encap!r}: one of {', '.join(ENCAPS)}")
     procs = Processes(state)
     if procs.alive("apiserver"):
         raise RuntimeError(f"a lab is already up in {state}: `fykectl lab down` first")
     spec = LabSpec.make(nodes, encap)
     write_state(state, spec)
     try:
-        _say("network: management bridge and node namespaces")
+        _say("network: management bridge and underlay fabric")
         net.ensure_bridge()
-        for node in spec.nodes:
-            net.add_node(
-                net.NodeNet(
-                    name=node.name, netns=node.netns, mgmt_ip=node.mgmt_ip, host_veth=node.host_veth
-                )
-            )
-        _say("API server")
+        net.ensure_fabric()
+        _say("API server and scheduler")
         start_api_server(state, procs)
-        kubeconfig = str(kubeconfig_path(state))
-        run_async(_register_nodes(kubeconfig, spec))
+        start_scheduler(state, procs)
         for node in spec.nodes:
-            node_dir = state / "nodes" / node.name
-            node_dir.mkdir(parents=True, exist_ok=True)
-            _say(f"{node.name}: ovsdb-server and ovs-vswitchd")
-            ovs_dir = node_dir / "ovs"
-            ovs_dir.mkdir(parents=True, exist_ok=True)
-            (ovs_dir / "ready").unlink(missing_ok=True)
-            procs.start(
-                f"ovs-{node.name}",
-                [
-                    sys.executable,
-                    "-m",
-                    "fyke.lab.ovsnode",
-                    "--dir",
-                    str(ovs_dir),
-                    "--netns",
-                    node.netns,
-                ],
-            )
-            ovs_ready = ovs_dir / "ready"
-            _wait(f"OVS on {node.name}", ovs_ready.exists, timeout=30)
-            _say(f"{node.name}: agent")
-            start_agent(state, procs, node)
-            _say(f"{node.name}: kubelet")
-            start_kubelet(state, procs, spec, node)
+            start_node(state, procs, spec, node)
     except BaseException:
         _say("start failed; cleaning up")
         down(state)
         raise
-    _say(f"up: {len(spec.nodes)} node(s); KUBECONFIG={kubeconfig_path(state)}")
+    _say(f"up: {len(spec.nodes)} node(s), encap {encap}; KUBECONFIG={kubeconfig_path(state)}")
     return 0
 
 
-async def _register_nodes(kubeconfig: str, spec: LabSpec) -> None:
+def node_add(state: Path) -> str:
+    """Start one more node (the next free index) in a running lab; returns its name."""
+    procs = Processes(state)
+    spec = load_spec(state)
+    if not procs.alive("apiserver"):
+        raise RuntimeError(f"the lab in {state} is not up")
+    if len(spec.nodes) >= MAX_NODES:
+        raise RuntimeError(f"the lab has {len(spec.nodes)} nodes, the most it can have")
+    index = max((n.index for n in spec.nodes), default=0) + 1
+    node = NodeSpec.make(index)
+    try:
+        start_node(state, procs, spec, node)
+    except BaseException:
+        _say(f"{node.name} failed to start; removing it")
+        stop_node(state, procs, node)
+        raise
+    write_state(state, dataclasses.replace(spec, nodes=(*spec.nodes, node)))
+    _say(f"{node.name} joined")
+    return node.name
+
+
+def node_remove(state: Path, name: str) -> None:
+    procs = Processes(state)
+    spec = load_spec(state)
+    node = spec.node(name)
+    if len(spec.nodes) == 1:
+        raise RuntimeError(f"{name} is the lab's only node: use `fykectl lab down`")
+    stop_node(state, procs, node)
+    write_state(state, dataclasses.replace(spec, nodes=tuple(n for n in spec.nodes if n != node)))
+    _say(f"{name} removed")
+
+
+async def _register_nodes(kubeconfig: str, nodes: list[NodeSpec]) -> None:
     from fyke.lab import objects
 
     c = objects.client(kubeconfig)
     try:
-        for node in spec.nodes:
-            await objects.register_node(c, node.name, node.pod_cidr, node.mgmt_ip)
+        for node in nodes:
+            await objects.register_node(c, node.name, node.pod_cidr, node.underlay_ip)
     finally:
         await c.close()  # type: ignore[no-untyped-call]
+
+
+async def _unregister_node(kubeconfig: str, name: str) -> None:
+    from lightkube import ApiError
+
+    from fyke.kube import resources
+    from fyke.lab import objects
+
+    c: Any = objects.client(kubeconfig)
+    try:
+        await c.delete(resources.NODE.resource(), name)
+    except ApiError as e:
+        if e.status.code != 404:
+            raise
+    finally:
+        await c.close()

@@ -27,6 +27,7 @@ with warnings.catch_warnings():
 T = TypeVar("T")
 
 GATEWAY_PORT = "fyke-gw0"
+TUNNEL_PORT = "fyke-tun0"
 
 
 class OvsdbError(RuntimeError):
@@ -69,6 +70,7 @@ class AddPort:
     type: str = ""
     ofport_request: int | None = None
     external_ids: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict)
     may_exist: bool = True
 
 
@@ -84,6 +86,20 @@ Command = AddBridge | DelBridge | AddPort | DelPort
 
 def gateway_port(bridge: str, ofport: int) -> AddPort:
     return AddPort(bridge=bridge, name=GATEWAY_PORT, type="internal", ofport_request=ofport)
+
+
+def tunnel_port(bridge: str, encap: str, ofport: int) -> AddPort:
+    """The node's one tunnel port: flow-based, the remote node's IP is set per packet
+    (tun_dst), so one port serves every peer."""
+    if encap not in ("geneve", "vxlan"):
+        raise ValueError(f"no tunnel port for encap {encap!r}")
+    return AddPort(
+        bridge=bridge,
+        name=TUNNEL_PORT,
+        type=encap,
+        ofport_request=ofport,
+        options={"remote_ip": "flow", "key": "flow"},
+    )
 
 
 def pod_port(
@@ -173,6 +189,7 @@ def _apply(idl: Any, txn: Any, cmd: Command) -> None:
                 iface.ofport_request = [cmd.ofport_request]
             port.external_ids = dict(cmd.external_ids)
             iface.external_ids = dict(cmd.external_ids)
+            iface.options = dict(cmd.options)
         case DelPort():
             br = _find(idl, "Bridge", cmd.bridge)
             port = _find(idl, "Port", cmd.name)

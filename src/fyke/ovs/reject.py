@@ -19,10 +19,10 @@ broadcast or multicast addresses, non-IPv4.
 Delivery: a packet-out with in_port=CONTROLLER and actions=output:<the original
 packet's in_port>, straight back out of the port the offending packet entered by; it
 never goes through the pipeline, so it needs no mark and no policy can reject it again.
-That is right for local pods (the common case, for egress and ingress rules) and for
+That is right for local pods (the common case, for egress and ingress rules), for
 packets that came from the gateway (the node's kernel routes the reply: the node itself,
-or a remote pod in noEncap mode). Packets that came from a tunnel port would also need
-tun_dst set to the packet's tun_src: not done yet (there is no tunnel feature yet).
+or a remote pod in noEncap mode) and for packets from the tunnel port, whose answer goes
+back to the sending node (tun_dst = the packet's tun_src).
 
 Storms: at most `rate` answers per second (token bucket of `burst`); the rest are
 dropped and counted. The packet-ins themselves still reach the agent: an OVS meter on
@@ -37,6 +37,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from os_ken.ofproto import ofproto_v1_5 as ofp  # type: ignore[import-untyped]
 from os_ken.ofproto import ofproto_v1_5_parser as parser
@@ -192,6 +193,12 @@ class RejectStats:
     failed: int = 0
 
 
+def _tunnel_back(pin: PacketIn) -> list[Any]:
+    """A packet that came from a tunnel is answered to the node that sent it."""
+    src = pin.match.get("tun_ipv4_src") if pin.match is not None else None
+    return [parser.OFPActionSetField(tun_ipv4_dst=src)] if src else []
+
+
 class Rejector:
     """Answers reject packet-ins on one OpenFlow connection.
 
@@ -234,7 +241,7 @@ class Rejector:
                     DP,
                     buffer_id=ofp.OFP_NO_BUFFER,
                     match=parser.OFPMatch(in_port=ofp.OFPP_CONTROLLER),
-                    actions=[parser.OFPActionOutput(pin.in_port)],
+                    actions=[*_tunnel_back(pin), parser.OFPActionOutput(pin.in_port)],
                     data=reply,
                 )
             )
