@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3 python3-venv python3-pip iproute2 ethtool nftables openvswitch-switch
+APT_PACKAGES=(python3 python3-venv python3-pip iproute2 ethtool nftables openvswitch-switch tcpdump iperf3
               containernetworking-plugins make git)
 
 missing=()
