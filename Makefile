@@ -31,6 +31,7 @@ bench: setup
 	$(BIN)/python bench/scale_controller.py
 	$(BIN)/python bench/apiserver_watch.py
 	$(BIN)/python bench/cni_add.py
+	$(BIN)/python bench/multinode.py
 	bash bench/run.sh
 
 clean:
