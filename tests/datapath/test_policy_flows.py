@@ -266,7 +266,7 @@ def test_small_rule_set_golden() -> None:
         "cookie=0x1040000000007, table=TierPolicyIngress, priority=60000,ip,nw_proto=6,"
         "tp_dst=0x50/0xfffe actions=conjunction(7169,3/3)",
         "cookie=0x1040000000007, table=TierPolicyIngress, priority=60000,ip,conj_id=7169"
-        " actions=controller(userdata=01.00.00.00.00.00.00.07)",
+        " actions=controller(userdata=01.00.00.00.00.00.00.07,meter_id=1)",
         "cookie=0x1040000000009, table=IngressRule, priority=29999,ip,reg1=4"
         " actions=goto_table:IngressDefault",
     ]

@@ -282,3 +282,64 @@ def test_established_connections_survive_a_new_drop(lab: Path) -> None:
         server.kill()
         server.wait()
         fykectl("delete", "-f", str(policy), state=lab)
+
+
+AUDITED = """\
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: audited}
+spec:
+  tier: securityops
+  priority: 1
+  appliedTo:
+  - namespaceSelector: {matchLabels: {ns: x}}
+    podSelector: {matchLabels: {pod: a}}
+  ingress:
+  - name: drop-from-z
+    action: Drop
+    enableLogging: true
+    logLabel: blocked
+    from: [{namespaceSelector: {matchLabels: {ns: z}}}]
+  - name: reject-from-y
+    action: Reject
+    enableLogging: true
+    from: [{namespaceSelector: {matchLabels: {ns: y}}}]
+  - name: allow-rest
+    action: Allow
+    enableLogging: true
+"""
+
+
+def test_audit_log_names_the_rule_of_every_logged_verdict(lab: Path) -> None:
+    policy = lab / "audited.yaml"
+    policy.write_text(AUDITED)
+    logs = sorted(lab.glob("nodes/*/networkpolicy.log"))
+    sizes = {p: p.stat().st_size for p in logs}
+    fykectl("apply", "-f", str(policy), state=lab)
+    try:
+        _converge(lab, _expected([EXAMPLES / "cluster.yaml", policy]))
+        pods = lab_pods(lab)
+        ip = {k: p["status"]["podIP"] for k, p in pods.items()}
+        node_of_xa = pods["x/a"]["spec"]["nodeName"]
+        log = lab / "nodes" / node_of_xa / "networkpolicy.log"
+        text = log.read_text()[sizes.get(log, 0) :]
+        lines = text.splitlines()
+        for src, rule, action in (
+            ("z/b", "drop-from-z", "Drop"),
+            ("y/b", "reject-from-y", "Reject"),
+            ("x/b", "allow-rest", "Allow"),
+        ):
+            want = f"ingress {action} ClusterNetworkPolicy audited tier=securityops rule={rule} "
+            hits = [
+                line
+                for line in lines
+                if want in line and f"TCP {ip[src]}:" in line and f"> {ip['x/a']}:80 " in line
+            ]
+            assert hits, f"no line for {src} -> x/a ({rule}) in:\n{text[-3000:]}"
+        assert any("label=blocked" in line for line in lines if "drop-from-z" in line)
+        # Only x/a's node logs: the policy protects no pod elsewhere.
+        for other in logs:
+            if other != log:
+                assert "audited" not in other.read_text()[sizes.get(other, 0) :]
+    finally:
+        fykectl("delete", "-f", str(policy), state=lab)

@@ -207,6 +207,20 @@ spec: {priority: 100}
         ),
         (
             """
+apiVersion: crd.antrea.io/v1beta1
+kind: NetworkPolicy
+metadata: {name: annp, namespace: x}
+spec:
+  priority: 1
+  appliedTo: [{podSelector: {}}]
+  ingress:
+  - action: Drop
+    enableLogging: "yes"
+""",
+            "NetworkPolicy x/annp: spec.ingress[0].enableLogging: must be true or false",
+        ),
+        (
+            """
 apiVersion: v1
 kind: Pod
 metadata: {name: b, namespace: x}

@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from os_ken.ofproto import ofproto_v1_5 as ofp  # type: ignore[import-untyped]
+
+from fyke.agent.audit import AuditLog
 from fyke.agent.cniserver import CniServer
 from fyke.agent.ipam import Ipam
 from fyke.agent.noderoutes import NodeRoutes, TunnelNeighbors, internal_ip
@@ -27,11 +30,12 @@ from fyke.agent.ovsport import OvsPortAttacher
 from fyke.agent.plumbing import VethPlumbing
 from fyke.agent.policies import PolicyView
 from fyke.datapath.pod import Gateway, PodPort, pod_connectivity
+from fyke.datapath.policy import PACKET_IN_METER
 from fyke.datapath.tunnel import OVERHEAD, tunnel_flows
 from fyke.kube import resources
 from fyke.kube.client import async_client
 from fyke.ovs.daemons import OvsPaths
-from fyke.ovs.openflow import OFConnection
+from fyke.ovs.openflow import OFConnection, OpenFlowError
 from fyke.ovs.ovsdb import (
     GATEWAY_PORT,
     TUNNEL_PORT,
@@ -43,11 +47,13 @@ from fyke.ovs.ovsdb import (
 )
 from fyke.ovs.reconcile import FlowSync
 from fyke.ovs.reject import Rejector
+from fyke.ovs.translate import meter_mod
 
 log = logging.getLogger("fyke.agent")
 TUNNEL_OFPORT = 1
 GATEWAY_OFPORT = 2
 DEFAULT_UNDERLAY_MTU = 1500
+PACKET_IN_RATE = 500  # policy packet-ins per second the switch lets through
 
 
 def _next_round(state: Path) -> int:
@@ -79,6 +85,7 @@ class Agent:
         self.reject_conn: OFConnection | None = None
         self.encap: str = args.encap
         self.routes: NodeRoutes | None = None
+        self.audit: AuditLog | None = None
 
     async def _own_node(self) -> tuple[ipaddress.IPv4Network, str | None]:
         """This node's podCIDR (waited for) and InternalIP."""
@@ -167,6 +174,7 @@ class Agent:
         )
         self.of = await OFConnection.connect(paths.mgmt(self.bridge))
         self.flow_sync = FlowSync(self.of)
+        await self._packet_in_meter()
         # Rejects get their own connection, so a burst of packet-ins never queues in front
         # of the reconciler's bundle replies.
         self.reject_conn = await OFConnection.connect(paths.mgmt(self.bridge))
@@ -181,6 +189,10 @@ class Agent:
         self.routes = NodeRoutes(api, self.node, self.encap, self.sync_flows, neighbors=neighbors)
         await self.routes.start()
         self.view = PolicyView(api, self.sync_flows)
+        self.audit = AuditLog(
+            Path(self.args.audit_log or self.state / "networkpolicy.log"), self.view.rule
+        )
+        self.reject_conn.add_packet_in_handler(self.audit.handle)
         await self.view.start()
         await self.sync_flows()  # the new round replaces every flow of earlier rounds
         attacher = OvsPortAttacher(self.ovsdb, self.bridge, self.sync_flows)
@@ -210,6 +222,23 @@ class Agent:
             )
             await asyncio.Event().wait()
 
+    async def _packet_in_meter(self) -> None:
+        """The meter policy packet-ins (Reject, audit log) pass through in the switch."""
+        assert self.of is not None
+        try:  # kept across agent restarts: flows using it stay valid
+            await self.of.checked(
+                meter_mod(
+                    PACKET_IN_METER,
+                    pktps=PACKET_IN_RATE,
+                    burst=PACKET_IN_RATE,
+                    command=ofp.OFPMC_MODIFY,
+                )
+            )
+        except OpenFlowError:
+            await self.of.checked(
+                meter_mod(PACKET_IN_METER, pktps=PACKET_IN_RATE, burst=PACKET_IN_RATE)
+            )
+
     def _gateway_device(self, address: str) -> None:
         # The internal port is a tap device of this namespace: give it the gateway address.
         for _ in range(50):
@@ -229,6 +258,8 @@ class Agent:
             await self.view.stop()
         if self.rejector is not None:
             self.rejector.stop()
+        if self.audit is not None:
+            self.audit.close()
         if self.reject_conn is not None:
             await self.reject_conn.close()
         if self.of is not None:
@@ -247,6 +278,11 @@ def main() -> None:
     ap.add_argument("--ovs-dir", default="", help="OVS run/db dir (default STATE/ovs)")
     ap.add_argument("--bridge", default="br-int")
     ap.add_argument("--datapath-type", choices=("netdev", "system"), default="system")
+    ap.add_argument(
+        "--audit-log",
+        default="",
+        help="policy audit log of rules with enableLogging (default STATE/networkpolicy.log)",
+    )
     ap.add_argument(
         "--encap",
         choices=sorted(OVERHEAD),

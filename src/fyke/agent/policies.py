@@ -25,6 +25,7 @@ from fyke.kube.reflector import Change, Reflector
 from fyke.policy.cluster import Cluster
 from fyke.policy.compile import compile_policies
 from fyke.policy.evaluate import Evaluator
+from fyke.policy.model import Rule
 
 log = logging.getLogger("fyke.agent.policies")
 
@@ -50,6 +51,7 @@ class PolicyView:
         self.reflectors = [Reflector(client, k, self._on_change, backoff=2.0) for k in KINDS]
         self._dirty = asyncio.Event()
         self._evaluator: Evaluator | None = None
+        self._rules: dict[int, Rule] = {}  # of the policies the installed flows came from
         self._tasks: list[asyncio.Task[None]] = []
 
     async def _on_change(self, _: Change) -> None:
@@ -82,6 +84,7 @@ class PolicyView:
         if self._evaluator is None:
             self._evaluator = self._compile()
         evaluator = self._evaluator
+        self._rules = {r.id: r for r in evaluator.policies.rules}
         cluster = evaluator.cluster
         ofports = {
             cluster.index[f"{ns}/{name}"]: ofport
@@ -89,6 +92,10 @@ class PolicyView:
             if f"{ns}/{name}" in cluster.index
         }
         return policy_flows(realize(evaluator, ofports), round=round)
+
+    def rule(self, rule_id: int) -> Rule | None:
+        """The rule behind a rule id found in a flow's cookie or packet-in."""
+        return self._rules.get(rule_id)
 
     def _compile(self) -> Evaluator:
         """The cluster as the reflectors see it, compiled; kept until a watched object

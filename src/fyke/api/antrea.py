@@ -77,6 +77,8 @@ class AntreaRule:
     peers: tuple[AntreaPeer, ...] | None  # None: every peer
     ports: tuple[PortSpec, ...] | None  # None: every port of every protocol
     applied_to: tuple[AntreaPeer, ...] | None  # rule-level appliedTo
+    enable_logging: bool = False  # audit-log every connection the rule decides
+    log_label: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,7 +187,12 @@ def _rule(
     # ICMP/IGMP entries in `protocols` never match TCP, UDP or SCTP.
     port_specs = tuple(ports) if ports or other else None
     rule_applied = _peers(r, m.get("appliedTo"), f"{path}.appliedTo", namespaced, applied_to=True)
+    logging = m.get("enableLogging", False)
+    if not isinstance(logging, bool):
+        raise r.fail(f"{path}.enableLogging", f"must be true or false, not {logging!r}")
     return AntreaRule(
+        enable_logging=logging,
+        log_label=r.string(m, "logLabel", path),
         index=index,
         name=name,
         action=action,

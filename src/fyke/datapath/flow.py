@@ -148,9 +148,11 @@ class Conjunction:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Controller:
-    """Send the whole packet to the controller as NXT_PACKET_IN2 carrying `userdata`."""
+    """Send the whole packet to the controller as NXT_PACKET_IN2 carrying `userdata`,
+    through OpenFlow meter `meter` when set (the switch drops what exceeds its rate)."""
 
     userdata: bytes
+    meter: int | None = None
 
 
 Action = (
@@ -259,8 +261,9 @@ def render_action(action: Action, symbolic: bool = False) -> str:
             return f"move:{s}->{d}"
         case Conjunction(id=i, clause=k, n_clauses=n):
             return f"conjunction({i},{k}/{n})"
-        case Controller(userdata=u):
-            return "controller(userdata=" + ".".join(f"{b:02x}" for b in u) + ")"
+        case Controller(userdata=u, meter=m):
+            meter = f",meter_id={m}" if m is not None else ""
+            return "controller(userdata=" + ".".join(f"{b:02x}" for b in u) + meter + ")"
     raise TypeError(f"unknown action {action!r}")
 
 

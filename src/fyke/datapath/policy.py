@@ -76,6 +76,10 @@ PIPELINE_OBJ = OBJECT_MASK
 ISOLATION_OBJ = OBJECT_MASK - 1
 
 USERDATA_REJECT = 1
+USERDATA_LOG = 2  # an enableLogging rule decided this packet (the verdict follows)
+# OpenFlow meter every packet-in of the policy flows goes through (the agent creates it):
+# Reject answers and audit-log copies are rate-limited in the switch, before the agent.
+PACKET_IN_METER = 1
 SUB_BITS = 10  # conj_id = (rule_id << SUB_BITS | sub) + 1
 
 
@@ -109,6 +113,7 @@ class RealizedRule:
     applied: frozenset[int]
     peers: tuple[IPBlock, ...] | None
     services: tuple[Service, ...] | None
+    logged: bool = False
 
     @property
     def conj_id(self) -> int:
@@ -176,7 +181,21 @@ def reject_userdata(rule_id: int) -> bytes:
     return struct.pack("!BxxxI", USERDATA_REJECT, rule_id)
 
 
+def log_userdata(rule_id: int) -> bytes:
+    return struct.pack("!BxxxI", USERDATA_LOG, rule_id)
+
+
 def rule_actions(rule: RealizedRule) -> tuple[Action, ...]:
+    """The verdict's actions; a logged rule first sends a copy to the agent (a Reject is
+    reported by the packet-in it already sends; a Drop is the copy alone, no output)."""
+    acts = _verdict_actions(rule)
+    if not rule.logged or rule.action is Verdict.REJECT:
+        return acts
+    log = Controller(userdata=log_userdata(rule.rule_id), meter=PACKET_IN_METER)
+    return (log,) if acts == (Drop(),) else (log, *acts)
+
+
+def _verdict_actions(rule: RealizedRule) -> tuple[Action, ...]:
     ts = tables_of(rule.direction)
     match rule.action:
         case Verdict.ALLOW:
@@ -184,7 +203,7 @@ def rule_actions(rule: RealizedRule) -> tuple[Action, ...]:
         case Verdict.DROP:
             return (Drop(),)
         case Verdict.REJECT:
-            return (Controller(userdata=reject_userdata(rule.rule_id)),)
+            return (Controller(userdata=reject_userdata(rule.rule_id), meter=PACKET_IN_METER),)
         case Verdict.PASS if rule.layer is Layer.ADMIN:
             return (Goto(table=ts.rule),)
         case Verdict.PASS if rule.layer is Layer.ANTREA_BASELINE:

@@ -141,6 +141,7 @@ def realize(ev: Evaluator, local: Mapping[int, int]) -> NodePolicy:
                         applied=applied,
                         peers=peers,
                         services=services,
+                        logged=rule.logged,
                     )
                 )
                 sub += 1

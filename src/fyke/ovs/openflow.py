@@ -259,6 +259,22 @@ class OFConnection:
         finally:
             self._pending.pop(xid, None)
 
+    async def checked(self, msg: Any, timeout: float = 10.0) -> None:
+        """Send a message that has no reply on success; raise its error, if any."""
+        xid = self._next_xid()
+        fut = self._expect(xid)
+        self._send(msg, xid=xid)
+        try:
+            await self.request(parser.OFPBarrierRequest(DP), timeout)
+            if fut.done() and fut.exception() is not None:
+                raise fut.exception()  # type: ignore[misc]
+        finally:
+            if not fut.done():
+                fut.cancel()
+            with contextlib.suppress(BaseException):
+                fut.exception()
+            self._pending.pop(xid, None)
+
     async def barrier(self) -> None:
         await self.request(parser.OFPBarrierRequest(DP))
 

@@ -25,8 +25,8 @@ or a remote pod in noEncap mode) and for packets from the tunnel port, whose ans
 back to the sending node (tun_dst = the packet's tun_src).
 
 Storms: at most `rate` answers per second (token bucket of `burst`); the rest are
-dropped and counted. The packet-ins themselves still reach the agent: an OVS meter on
-the controller action (as Antrea does) should limit them in the switch later.
+dropped and counted. Before that, the switch itself limits the packet-ins: policy flows
+send them through OpenFlow meter PACKET_IN_METER (the agent creates it, 500 packets/s).
 """
 
 from __future__ import annotations

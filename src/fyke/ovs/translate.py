@@ -134,11 +134,53 @@ def _action(action: Action) -> Any:
         case Conjunction(id=i, clause=k, n_clauses=n):
             # The wire format numbers clauses from 0; ovs-ofctl (and Conjunction) from 1.
             return parser.NXActionConjunction(clause=k - 1, n_clauses=n, id_=i)
-        case Controller(userdata=u):
+        case Controller(userdata=u, meter=m):
             # No max_len property: OVS leaves out the default (whole packet) when it
             # reports the flow, and installed and desired actions must stay byte-equal.
-            return parser.NXActionController2(userdata=u)
+            if m is None:
+                return parser.NXActionController2(userdata=u)
+            return parser.NXActionController2(userdata=u, meter_id=m)
     raise TypeError(f"cannot encode action {action!r}")
+
+
+NXAC2PT_METER_ID = 5  # OVS's controller() property meter_id, a u32; os-ken 4.2.2 lacks it
+
+
+# os-ken builds its Nicira property classes inside a function; the controller action's
+# parser closes over the registry, which is where a new property type goes.
+def _controller_props() -> Any:
+    fn = parser.NXActionController2.parser.__func__
+    cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True))
+    return cells["NXActionController2Prop"].cell_contents
+
+
+_Prop = _controller_props()
+
+
+if "meter_id" not in _Prop._NAMES:
+
+    @_Prop.register_type(NXAC2PT_METER_ID)
+    class _ControllerMeterId(_Prop):  # type: ignore[misc,valid-type]
+        _arg_name = "meter_id"
+
+        @classmethod
+        def parser_prop(cls, buf: bytes, length: int) -> tuple[int, int]:
+            return int(struct.unpack_from("!I", buf, 0)[0]), 4
+
+        @classmethod
+        def serialize_prop(cls, meter_id: int) -> bytearray:
+            return bytearray(struct.pack("!HHI", NXAC2PT_METER_ID, 8, meter_id))
+
+
+def meter_mod(meter_id: int, *, pktps: int, burst: int, command: int = ofp.OFPMC_ADD) -> Any:
+    """A meter that drops packets above `pktps` per second (bursts of `burst`)."""
+    return parser.OFPMeterMod(
+        DP,
+        command=command,
+        flags=ofp.OFPMF_PKTPS | ofp.OFPMF_BURST,
+        meter_id=meter_id,
+        bands=[parser.OFPMeterBandDrop(rate=pktps, burst_size=burst)],
+    )
 
 
 def to_instructions(flow: Flow) -> list[Any]:

@@ -57,6 +57,9 @@ class _Builder:
         applied_to: tuple[PodTerm, ...],
         peers: tuple[Term, ...] | None,
         ports: Sequence[object] | None,
+        *,
+        logged: bool = False,
+        log_label: str = "",
     ) -> None:
         self.rules.append(
             Rule(
@@ -70,6 +73,8 @@ class _Builder:
                 applied_to=applied_to,
                 peers=peers,
                 ports=None if ports is None else tuple(ports),  # type: ignore[arg-type]
+                logged=logged,
+                log_label=log_label,
             )
         )
 
@@ -288,7 +293,18 @@ def _antrea_policy(
                     for p in rule.peers
                     for t in _antrea_peer(pol, p, groups, referrer, b.warnings)
                 )
-            b.add(info, direction, rule.index, rule.name, rule.action, applied, peers, rule.ports)
+            b.add(
+                info,
+                direction,
+                rule.index,
+                rule.name,
+                rule.action,
+                applied,
+                peers,
+                rule.ports,
+                logged=rule.enable_logging,
+                log_label=rule.log_label,
+            )
 
 
 def _antrea_applied(

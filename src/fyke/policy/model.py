@@ -132,6 +132,8 @@ class Rule:
     applied_to: tuple[PodTerm, ...]
     peers: tuple[Term, ...] | None  # None: every peer, inside or outside the cluster
     ports: tuple[PortSpec, ...] | None  # None: every port of every protocol
+    logged: bool = False  # enableLogging: the datapath reports each decided connection
+    log_label: str = ""
 
     # Derived: whether any port is named (resolved per destination pod); a hot question.
     has_named_ports: bool = field(default=False, init=False, compare=False, repr=False)
