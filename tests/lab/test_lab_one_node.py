@@ -233,7 +233,10 @@ def test_agent_restart_keeps_a_tcp_stream(lab: Path) -> None:
         "c,_=s.accept()\nwhile (d:=c.recv(100)): c.sendall(d)\n"
     )
     talk = (
-        "import socket,sys,time\nc=socket.create_connection((sys.argv[1], 9000), 3)\n"
+        "import socket,sys,time\n"
+        # the echo server may not listen yet: try again for a while when refused
+        "for _ in range(50):\n try: c=socket.create_connection((sys.argv[1], 9000), 3); break\n"
+        " except ConnectionRefusedError: time.sleep(0.1)\n"
         "c.settimeout(5)\nprint('connected', flush=True)\nn=0\n"
         "end=time.time()+float(sys.argv[2])\n"
         "while time.time()<end:\n c.sendall(b'x'); assert c.recv(10)==b'x'; n+=1;"
