@@ -29,8 +29,8 @@ echo "# Now a tiered policy set: an Antrea ClusterNetworkPolicy rejecting everyt
 echo "# (securityops tier), a Kubernetes NetworkPolicy admitting only namespace x to y's"
 echo "# named port serve-80-tcp, an AdminNetworkPolicy denying z -> x on 81/TCP, and two more"
 echo "# closing y's port 80 to the cluster except for x, whose traffic they Pass to y's owners."
-run "$fykectl" lab apply -f examples/policies.yaml --state-dir "$state"
-sleep 2  # the agents realize the new policies (issue 5: `lab apply --wait` will wait for it)
+# --wait: until every node's agent has installed the new policies' flows.
+run "$fykectl" lab apply -f examples/policies.yaml --wait --state-dir "$state"
 run "$fykectl" lab probe --port 80/TCP --port 81/TCP --port 80/UDP --state-dir "$state"
 echo
 echo "# The same, computed offline from the manifests alone (what the datapath must match):"

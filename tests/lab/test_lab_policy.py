@@ -343,3 +343,19 @@ def test_audit_log_names_the_rule_of_every_logged_verdict(lab: Path) -> None:
                 assert "audited" not in other.read_text()[sizes.get(other, 0) :]
     finally:
         fykectl("delete", "-f", str(policy), state=lab)
+
+
+def test_apply_wait_returns_once_every_agent_enforces(lab: Path) -> None:
+    """No polling: the first probe after `apply --wait` already sees the policies, and the
+    first after `delete --wait` sees them gone."""
+    files = [EXAMPLES / "cluster.yaml", EXAMPLES / "policies.yaml"]
+    fykectl("apply", "-f", str(EXAMPLES / "policies.yaml"), "--wait", state=lab)
+    try:
+        for realized in lab.glob("nodes/*/realized.json"):
+            keys = json.loads(realized.read_text())
+            assert "crd.antrea.io/ClusterNetworkPolicy//quarantine-z-c" in keys
+            assert "networking.k8s.io/NetworkPolicy/y/allow-x-only" in keys
+        assert _probe(lab) == _expected(files)
+    finally:
+        fykectl("delete", "-f", str(EXAMPLES / "policies.yaml"), "--wait", state=lab)
+    assert _probe(lab) == _expected([EXAMPLES / "cluster.yaml"])

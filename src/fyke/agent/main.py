@@ -86,6 +86,7 @@ class Agent:
         self.encap: str = args.encap
         self.routes: NodeRoutes | None = None
         self.audit: AuditLog | None = None
+        self._realized_written: dict[str, list[object]] | None = None
 
     async def _own_node(self) -> tuple[ipaddress.IPv4Network, str | None]:
         """This node's podCIDR (waited for) and InternalIP."""
@@ -147,6 +148,13 @@ class Agent:
             result = await self.flow_sync.sync(flows)
             if result.changed:
                 log.info("flows: %s", result)
+            if self.view is not None and self.view.realized != self._realized_written:
+                # What `lab apply --wait` (and later policy status) reads: the policy objects,
+                # by uid and generation, whose flows are now installed.
+                tmp = self.state / "realized.json.tmp"
+                tmp.write_text(json.dumps(self.view.realized, sort_keys=True))
+                tmp.replace(self.state / "realized.json")
+                self._realized_written = self.view.realized
 
     async def run(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)

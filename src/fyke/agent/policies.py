@@ -45,6 +45,14 @@ KINDS = (
 )
 
 
+NOT_POLICY = (resources.NAMESPACE, resources.POD, resources.NODE)
+
+
+def policy_key(group: str, kind: str, meta: dict[str, Any]) -> str:
+    """How realized.json names a policy object: GROUP/KIND/NAMESPACE/NAME."""
+    return f"{group}/{kind}/{meta.get('namespace') or ''}/{meta.get('name', '')}"
+
+
 class PolicyView:
     def __init__(self, client: AsyncClient, changed: Callable[[], Awaitable[None]]) -> None:
         self.changed = changed
@@ -52,6 +60,8 @@ class PolicyView:
         self._dirty = asyncio.Event()
         self._evaluator: Evaluator | None = None
         self._rules: dict[int, Rule] = {}  # of the policies the installed flows came from
+        self._objects: dict[str, list[object]] = {}  # policy key -> [uid, generation]
+        self.realized: dict[str, list[object]] = {}  # the same, of the last flows() result
         self._tasks: list[asyncio.Task[None]] = []
 
     async def _on_change(self, _: Change) -> None:
@@ -85,6 +95,7 @@ class PolicyView:
             self._evaluator = self._compile()
         evaluator = self._evaluator
         self._rules = {r.id: r for r in evaluator.policies.rules}
+        self.realized = self._objects
         cluster = evaluator.cluster
         ofports = {
             cluster.index[f"{ns}/{name}"]: ofport
@@ -101,10 +112,18 @@ class PolicyView:
         """The cluster as the reflectors see it, compiled; kept until a watched object
         changes (a pod port coming or going alone needs no new compile)."""
         docs: list[dict[str, Any]] = []
+        objects: dict[str, list[object]] = {}
         for r in self.reflectors:
             for obj in r.cache.values():
                 version = f"{r.kind.group}/{r.kind.version}" if r.kind.group else r.kind.version
                 docs.append({"apiVersion": version, "kind": r.kind.kind, **obj})
+                if r.kind not in NOT_POLICY:
+                    meta = obj.get("metadata", {})
+                    objects[policy_key(r.kind.group, r.kind.kind, meta)] = [
+                        meta.get("uid", ""),
+                        meta.get("generation", 0),
+                    ]
+        self._objects = objects
         inv = load_objects(docs)
         for w in inv.warnings:
             log.warning("%s", w)

@@ -52,7 +52,11 @@ def register(sub: Any) -> None:
     for verb in ("apply", "delete"):
         v = lsub.add_parser(verb, help=f"{verb} manifests in the lab")
         v.add_argument("-f", "--filename", action="append", required=True, metavar="FILE")
-        v.add_argument("--wait", action="store_true", help="until pods run (or are gone)")
+        v.add_argument(
+            "--wait",
+            action="store_true",
+            help="until pods run and every agent has installed the policies' flows (or gone)",
+        )
         v.add_argument("--timeout", type=float, default=600.0, help="seconds --wait may take")
         _state(v)
         v.set_defaults(func=run_apply if verb == "apply" else run_delete)
@@ -125,16 +129,25 @@ def _apply_or_delete(args: argparse.Namespace, delete: bool) -> int:
     import asyncio
 
     from fyke.lab import objects
-    from fyke.lab.up import manifests
+    from fyke.lab.up import load_spec, manifests
 
     docs = manifests(args.filename)
     kubeconfig = _kubeconfig(args)
+    state = Path(args.state_dir)
 
     async def go() -> list[str]:
         c = objects.client(kubeconfig)
+        applied: list[Any] = []
         try:
-            done = await (objects.delete(c, docs) if delete else objects.apply(c, docs))
+            done = await (objects.delete(c, docs) if delete else objects.apply(c, docs, applied))
             if args.wait:
+                # Policies: until every node's agent has installed their flows.
+                await objects.wait_realized(
+                    [state / "nodes" / n.name for n in load_spec(state).nodes],
+                    docs if delete else applied,
+                    gone=delete,
+                    timeout=args.timeout,
+                )
                 keys = {
                     f"{d['metadata'].get('namespace') or 'default'}/{d['metadata']['name']}"
                     for d in docs

@@ -4,7 +4,9 @@ wait for pods, list running pods."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
@@ -30,12 +32,15 @@ def _target(obj: Obj) -> tuple[Any, str, str | None]:
     return kind.resource(), meta["name"], ns
 
 
-async def apply(c: Any, objs: list[Obj]) -> list[str]:
-    """Server-side apply, namespaces first; returns what was done, kubectl-style."""
+async def apply(c: Any, objs: list[Obj], applied: list[Obj] | None = None) -> list[str]:
+    """Server-side apply, namespaces first; returns what was done, kubectl-style, and
+    appends the objects as the server returned them to `applied`."""
     done = []
     for obj in sorted(objs, key=lambda o: o.get("kind") != "Namespace"):
         res, name, ns = _target(obj)
-        await c.patch(res, name, obj, namespace=ns, patch_type=PatchType.APPLY, force=True)
+        got = await c.patch(res, name, obj, namespace=ns, patch_type=PatchType.APPLY, force=True)
+        if applied is not None:
+            applied.append({"apiVersion": obj.get("apiVersion", ""), **got.to_dict()})
         done.append(f"{obj['kind'].lower()}/{name} applied" + (f" in {ns}" if ns else ""))
     return done
 
@@ -52,6 +57,52 @@ async def delete(c: Any, objs: list[Obj]) -> list[str]:
                 raise
             done.append(f"{obj['kind'].lower()}/{name} not found")
     return done
+
+
+def realized_key(obj: Obj) -> str | None:
+    """The key agents write to realized.json for a policy object; None for other kinds."""
+    kind = resources.kind_of(obj.get("apiVersion", ""), obj.get("kind", ""))
+    if kind is None or kind in (resources.NAMESPACE, resources.POD, resources.NODE):
+        return None
+    meta = obj.get("metadata") or {}
+    ns = (meta.get("namespace") or "default") if kind.namespaced else ""
+    return f"{kind.group}/{kind.kind}/{ns}/{meta.get('name', '')}"
+
+
+async def wait_realized(
+    node_dirs: list[Path], objs: list[Obj], *, gone: bool = False, timeout: float = 120.0
+) -> None:
+    """Until every node's agent has installed the flows of these policy objects (at their
+    generation), or of their removal."""
+    want: dict[str, tuple[str, int]] = {}
+    for o in objs:
+        key = realized_key(o)
+        if key is not None:
+            meta = o.get("metadata") or {}
+            want[key] = (meta.get("uid", ""), int(meta.get("generation") or 0))
+    if not want:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lagging = []
+        for d in node_dirs:
+            try:
+                realized = json.loads((d / "realized.json").read_text())
+            except (OSError, ValueError):
+                realized = {}
+            for key, (uid, gen) in want.items():
+                have = realized.get(key)
+                ok = (
+                    have is None
+                    if gone
+                    else (have is not None and (not uid or have[0] == uid) and have[1] >= gen)
+                )
+                if not ok:
+                    lagging.append(f"{d.name}: {key}")
+        if not lagging:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"not realized after {timeout:.0f}s: {', '.join(lagging[:5])}")
 
 
 async def pods(c: Any) -> list[Obj]:
