@@ -29,6 +29,7 @@ unit:
 # bench/run.sh installs network-config-analyzer in its own venv and takes ~20 minutes.
 bench: setup
 	$(BIN)/python bench/scale_controller.py
+	$(BIN)/python bench/flows_per_rule.py
 	$(BIN)/python bench/apiserver_watch.py
 	$(BIN)/python bench/cni_add.py
 	$(BIN)/python bench/multinode.py

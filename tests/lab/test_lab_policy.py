@@ -355,7 +355,19 @@ def test_apply_wait_returns_once_every_agent_enforces(lab: Path) -> None:
             keys = json.loads(realized.read_text())
             assert "crd.antrea.io/ClusterNetworkPolicy//quarantine-z-c" in keys
             assert "networking.k8s.io/NetworkPolicy/y/allow-x-only" in keys
-        assert _probe(lab) == _expected(files)
+        assert _differences(_probe(lab), _expected(files)) == []
     finally:
         fykectl("delete", "-f", str(EXAMPLES / "policies.yaml"), "--wait", state=lab)
-    assert _probe(lab) == _expected([EXAMPLES / "cluster.yaml"])
+    assert _differences(_probe(lab), _expected([EXAMPLES / "cluster.yaml"])) == []
+
+
+def _differences(
+    got: dict[str, dict[str, dict[str, str]]], want: dict[str, dict[str, dict[str, str]]]
+) -> list[str]:
+    return [
+        f"{s} -> {d} {p}: matrix {want[s][d][p]}, probe {got.get(s, {}).get(d, {}).get(p)}"
+        for s in want
+        for d in want[s]
+        for p in want[s][d]
+        if got.get(s, {}).get(d, {}).get(p) != want[s][d][p]
+    ]

@@ -150,7 +150,10 @@ class Agent:
                 log.info("flows: %s", result)
             if self.view is not None and self.view.realized != self._realized_written:
                 # What `lab apply --wait` (and later policy status) reads: the policy objects,
-                # by uid and generation, whose flows are now installed.
+                # by uid and generation, whose flows are now installed. The bundle changed
+                # the OpenFlow tables; the datapath's flow cache follows when the
+                # revalidators have run, and only then are the new rules enforced.
+                await asyncio.to_thread(self._revalidated)
                 tmp = self.state / "realized.json.tmp"
                 tmp.write_text(json.dumps(self.view.realized, sort_keys=True))
                 tmp.replace(self.state / "realized.json")
@@ -229,6 +232,17 @@ class Agent:
                 self.round,
             )
             await asyncio.Event().wait()
+
+    def _revalidated(self) -> None:
+        ctl = OvsPaths(dir=Path(self.args.ovs_dir)).vswitchd_ctl
+        r = subprocess.run(
+            ["ovs-appctl", "-t", str(ctl), "revalidator/wait"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if r.returncode != 0:
+            log.warning("revalidator/wait failed: %s", r.stderr.strip())
 
     async def _packet_in_meter(self) -> None:
         """The meter policy packet-ins (Reject, audit log) pass through in the switch."""

@@ -87,13 +87,18 @@ PROTO_NUMBERS = {Protocol.TCP: 6, Protocol.UDP: 17, Protocol.SCTP: 132}
 DST_PORT_FIELD = {Protocol.TCP: "tcp_dst", Protocol.UDP: "udp_dst", Protocol.SCTP: "sctp_dst"}
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, order=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Service:
     """Destination ports [start..end] of one protocol; start None: every port."""
 
     protocol: Protocol
     start: int | None = None
     end: int | None = None
+
+    def key(self) -> tuple[str, int, int]:
+        """A total order (every port of a protocol first): start/end may be None."""
+        start = -1 if self.start is None else self.start
+        return (self.protocol.value, start, start if self.end is None else self.end)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,7 +233,7 @@ def port_ranges(start: int, end: int) -> list[tuple[int, int]]:
 
 def service_matches(services: Iterable[Service]) -> list[tuple[MatchPair, ...]]:
     out: list[tuple[MatchPair, ...]] = []
-    for s in sorted(set(services)):
+    for s in sorted(set(services), key=Service.key):
         proto: MatchPair = ("ip_proto", PROTO_NUMBERS[s.protocol])
         if s.start is None:
             out.append((proto,))

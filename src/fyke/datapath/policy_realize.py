@@ -94,9 +94,11 @@ def _split(
         by_ports: dict[frozenset[Service], list[int]] = defaultdict(list)
         for i in subjects:
             by_ports[resolve_named(rule.ports, pods[i])].append(local[i])
-        for services, ofports in sorted(by_ports.items(), key=lambda kv: sorted(kv[0])):
+        for services, ofports in sorted(
+            by_ports.items(), key=lambda kv: sorted(s.key() for s in kv[0])
+        ):
             if services:
-                out.append((frozenset(ofports), peers, tuple(sorted(services))))
+                out.append((frozenset(ofports), peers, tuple(sorted(services, key=Service.key))))
     else:
         members = ev.peer_pods(rule, subjects[0])
         candidates = range(len(pods)) if members is None else sorted(members)
@@ -104,9 +106,11 @@ def _split(
         for j in candidates:
             if not pods[j].host_network:
                 by_dst[resolve_named(rule.ports, pods[j])].append(j)
-        for services, dsts in sorted(by_dst.items(), key=lambda kv: sorted(kv[0])):
+        for services, dsts in sorted(by_dst.items(), key=lambda kv: sorted(s.key() for s in kv[0])):
             if services:
-                out.append((applied, _pod_blocks(ev, dsts), tuple(sorted(services))))
+                out.append(
+                    (applied, _pod_blocks(ev, dsts), tuple(sorted(services, key=Service.key)))
+                )
     return out
 
 
