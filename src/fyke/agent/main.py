@@ -25,7 +25,7 @@ from os_ken.ofproto import ofproto_v1_5 as ofp  # type: ignore[import-untyped]
 from fyke.agent.audit import AuditLog
 from fyke.agent.cniserver import CniServer
 from fyke.agent.ipam import Ipam
-from fyke.agent.noderoutes import NodeRoutes, TunnelNeighbors, internal_ip
+from fyke.agent.noderoutes import NodeRoutes, TunnelNeighbors, internal_ip, link_with_address
 from fyke.agent.ovsport import OvsPortAttacher
 from fyke.agent.plumbing import VethPlumbing
 from fyke.agent.policies import PolicyView
@@ -107,10 +107,9 @@ class Agent:
         """The MTU of the device holding the node IP, less the encapsulation overhead."""
         mtu = DEFAULT_UNDERLAY_MTU
         if node_ip:
-            for link in json.loads(_sh("ip", "-j", "addr", "show")):
-                if any(a.get("local") == node_ip for a in link.get("addr_info", [])):
-                    mtu = int(link["mtu"])
-                    break
+            link = link_with_address(node_ip)
+            if link is not None:
+                mtu = int(link["mtu"])
             else:
                 log.warning("no device holds the node IP %s; assuming MTU %d", node_ip, mtu)
         return mtu - OVERHEAD[self.encap]

@@ -42,6 +42,15 @@ log = logging.getLogger("fyke.agent.noderoutes")
 RTPROT_FYKE = 0xFA
 
 
+def link_with_address(ip: str) -> dict[str, Any] | None:
+    """The link (as `ip -j addr` shows it) in this namespace that holds address `ip`."""
+    out = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True).stdout
+    for link in json.loads(out or "[]"):
+        if any(a.get("local") == ip for a in link.get("addr_info", [])):
+            return dict(link)
+    return None
+
+
 def internal_ip(node: dict[str, Any]) -> str | None:
     for a in node.get("status", {}).get("addresses", []) or []:
         if a.get("type") == "InternalIP" and a.get("address"):
@@ -108,11 +117,8 @@ class TunnelNeighbors:
         subprocess.run(["ovs-appctl", "-t", str(self.ctl), *args], check=True, capture_output=True)
 
     def _device(self) -> str | None:
-        out = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True).stdout
-        for link in json.loads(out or "[]"):
-            if any(a.get("local") == self.node_ip for a in link.get("addr_info", [])):
-                return str(link["ifname"])
-        return None
+        link = link_with_address(self.node_ip) if self.node_ip else None
+        return str(link["ifname"]) if link else None
 
     @staticmethod
     def _resolve(ip: str, dev: str, timeout: float = 3.0) -> str | None:
