@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from fyke.api.core import Direction, IPBlock, Pod, PortSpec
 from fyke.datapath.policy import NodePolicy, RealizedRule, Service
@@ -74,31 +75,54 @@ def peer_blocks(ev: Evaluator, rule: Rule, subject: int) -> tuple[IPBlock, ...] 
     return tuple(blocks)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PodRule:
+    """One split of a rule for a set of protected pods, by pod index (no ofports yet).
+
+    split names the split stably across recompiles ("" for a rule that needs none): the
+    protected pods' namespace for a rule whose peers depend on it, then "named:" and the
+    resolved services for a named-port split. A controller names groups after it.
+    """
+
+    rule: Rule
+    split: str
+    applied: frozenset[int]
+    peers: tuple[IPBlock, ...] | None
+    services: tuple[Service, ...] | None
+
+
 def _split(
-    ev: Evaluator, rule: Rule, subjects: list[int], local: Mapping[int, int]
-) -> list[tuple[frozenset[int], tuple[IPBlock, ...] | None, tuple[Service, ...] | None]]:
-    """(applied ofports, peers, services) of each sub-rule for one group of subjects that
-    see the same peers."""
-    applied = frozenset(local[i] for i in subjects)
+    ev: Evaluator, rule: Rule, subjects: list[int], prefix: str
+) -> list[tuple[str, frozenset[int], tuple[IPBlock, ...] | None, tuple[Service, ...] | None]]:
+    """(split, applied pods, peers, services) of each sub-rule for one group of subjects
+    that see the same peers."""
+    applied = frozenset(subjects)
     peers = peer_blocks(ev, rule, subjects[0])
     if rule.ports is None:
-        return [(applied, peers, None)]
-    out: list[tuple[frozenset[int], tuple[IPBlock, ...] | None, tuple[Service, ...] | None]] = []
+        return [(prefix, applied, peers, None)]
+    out: list[tuple[str, frozenset[int], tuple[IPBlock, ...] | None, tuple[Service, ...] | None]]
+    out = []
     numeric = _numeric(rule.ports)
     if numeric:
-        out.append((applied, peers, numeric))
+        out.append((prefix, applied, peers, numeric))
     if not rule.has_named_ports:
         return out
     pods = ev.cluster.pods
+
+    def name(services: tuple[Service, ...]) -> str:
+        text = ",".join(f"{s.start}/{s.protocol.value}" for s in services)
+        return f"{prefix}|named:{text}" if prefix else f"named:{text}"
+
     if rule.direction is Direction.INGRESS:
         by_ports: dict[frozenset[Service], list[int]] = defaultdict(list)
         for i in subjects:
-            by_ports[resolve_named(rule.ports, pods[i])].append(local[i])
-        for services, ofports in sorted(
+            by_ports[resolve_named(rule.ports, pods[i])].append(i)
+        for services, protected in sorted(
             by_ports.items(), key=lambda kv: sorted(s.key() for s in kv[0])
         ):
             if services:
-                out.append((frozenset(ofports), peers, tuple(sorted(services, key=Service.key))))
+                ordered = tuple(sorted(services, key=Service.key))
+                out.append((name(ordered), frozenset(protected), peers, ordered))
     else:
         members = ev.peer_pods(rule, subjects[0])
         candidates = range(len(pods)) if members is None else sorted(members)
@@ -108,8 +132,34 @@ def _split(
                 by_dst[resolve_named(rule.ports, pods[j])].append(j)
         for services, dsts in sorted(by_dst.items(), key=lambda kv: sorted(s.key() for s in kv[0])):
             if services:
+                ordered = tuple(sorted(services, key=Service.key))
+                out.append((name(ordered), applied, _pod_blocks(ev, dsts), ordered))
+    return out
+
+
+def realize_pods(ev: Evaluator, mine: Iterable[int]) -> list[PodRule]:
+    """The rules protecting the pods `mine` (pod indices; host-network pods are skipped),
+    split where peers or named ports differ between them, in compile order."""
+    pods = ev.cluster.pods
+    local = sorted(i for i in mine if not pods[i].host_network)
+    protected: dict[int, list[int]] = defaultdict(list)
+    for direction in Direction:
+        for i in local:
+            for rule in ev.applied(direction, i):
+                protected[rule.id].append(i)
+    out: list[PodRule] = []
+    for rule in ev.policies.rules:
+        subjects = protected.get(rule.id)
+        if not subjects:
+            continue
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i in subjects:
+            groups[pods[i].namespace if ev.is_relative(rule) else ""].append(i)
+        for key in sorted(groups):
+            prefix = f"ns:{key}" if key else ""
+            for split, applied, peers, services in _split(ev, rule, groups[key], prefix):
                 out.append(
-                    (applied, _pod_blocks(ev, dsts), tuple(sorted(services, key=Service.key)))
+                    PodRule(rule=rule, split=split, applied=applied, peers=peers, services=services)
                 )
     return out
 
@@ -118,37 +168,25 @@ def realize(ev: Evaluator, local: Mapping[int, int]) -> NodePolicy:
     """The policy of the node whose local pods are `local` (pod index -> ofport)."""
     pods = ev.cluster.pods
     mine = {i: port for i, port in local.items() if not pods[i].host_network}
-    protected: dict[int, list[int]] = defaultdict(list)
-    for direction in Direction:
-        for i in sorted(mine):
-            for rule in ev.applied(direction, i):
-                protected[rule.id].append(i)
     rules: list[RealizedRule] = []
-    for rule in ev.policies.rules:
-        subjects = protected.get(rule.id)
-        if not subjects:
-            continue
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i in subjects:
-            groups[pods[i].namespace if ev.is_relative(rule) else ""].append(i)
-        sub = 0
-        for key in sorted(groups):
-            for applied, peers, services in _split(ev, rule, groups[key], mine):
-                rules.append(
-                    RealizedRule(
-                        rule_id=rule.id,
-                        sub=sub,
-                        direction=rule.direction,
-                        layer=rule.policy.layer,
-                        order=rule.order,
-                        action=rule.action,
-                        applied=applied,
-                        peers=peers,
-                        services=services,
-                        logged=rule.logged,
-                    )
-                )
-                sub += 1
+    subs: dict[int, int] = defaultdict(int)
+    for pr in realize_pods(ev, mine):
+        rule = pr.rule
+        rules.append(
+            RealizedRule(
+                rule_id=rule.id,
+                sub=subs[rule.id],
+                direction=rule.direction,
+                layer=rule.policy.layer,
+                order=rule.order,
+                action=rule.action,
+                applied=frozenset(mine[i] for i in pr.applied),
+                peers=pr.peers,
+                services=pr.services,
+                logged=rule.logged,
+            )
+        )
+        subs[rule.id] += 1
     return NodePolicy(
         rules=tuple(rules),
         isolated_egress=frozenset(

@@ -1,0 +1,428 @@
+"""A node's span: what one node needs of the cluster's compiled policies, by pod name.
+
+The controller compiles the cluster once and cuts one span per node: the internal
+NetworkPolicies with a rule that protects a pod on that node, the AppliedToGroups of those
+rules (only the node's own pods) and their AddressGroups (the peers, as address blocks).
+It sends a node its span as a snapshot, then as incremental updates (`diff`: members
+added to or removed from a group, a policy added, changed or deleted); the agent applies
+them (`apply`) and turns the span into flows (`node_policy`) once its pods' OVS ports are
+known. Nothing here knows about sockets or OVS.
+
+Names are stable across recompiles, so a change of membership is a small update:
+  policy          GROUP/KIND/NAMESPACE/NAME of the source object (realized.json's key)
+  rule key        POLICY|DIRECTION|INDEX plus |SPLIT when the rule is split per node
+  groups          "to:" / "peers:" + rule key; the isolated pods of each direction are
+                  the AppliedToGroups "isolation:Egress" / "isolation:Ingress"
+
+`versions` holds (uid, generation) of every policy object of the cluster the span was
+computed from, including policies that need nothing on the node: a node has realized a
+policy generation when its flows come from a span with that version.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fyke.api.core import Direction, IPBlock, Protocol
+from fyke.datapath.policy import SUB_BITS, NodePolicy, RealizedRule, Service
+from fyke.datapath.policy_realize import realize_pods
+from fyke.policy.evaluate import Evaluator
+from fyke.policy.model import Action, Layer, PolicyInfo, Rule
+
+ISOLATION_GROUP = {d: f"isolation:{d.value}" for d in Direction}
+APPLIED_GROUP = "AppliedToGroup"
+ADDRESS_GROUP = "AddressGroup"
+POLICY = "NetworkPolicy"
+MAX_RULE_ID = (1 << (32 - SUB_BITS)) - 2  # conj_id = (id << SUB_BITS | sub) + 1 < 2**32
+
+
+def policy_name(info: PolicyInfo) -> str:
+    group = info.api_version.rpartition("/")[0]
+    return f"{group}/{info.kind}/{info.namespace}/{info.name}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpanRule:
+    key: str
+    direction: Direction
+    index: int
+    name: str
+    action: Action
+    action_text: str
+    order: tuple[Any, ...]
+    logged: bool = False
+    log_label: str = ""
+    applied_group: str
+    address_group: str | None  # None: every peer
+    services: tuple[Service, ...] | None  # None: every port of every protocol
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpanPolicy:
+    name: str
+    info: PolicyInfo
+    rules: tuple[SpanRule, ...]
+
+
+@dataclass(slots=True)
+class NodeSpan:
+    policies: dict[str, SpanPolicy] = field(default_factory=dict)
+    applied_groups: dict[str, frozenset[str]] = field(default_factory=dict)
+    address_groups: dict[str, frozenset[str]] = field(default_factory=dict)
+    versions: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+# --- cutting spans ----------------------------------------------------------------------
+
+
+def block_text(block: IPBlock) -> str:
+    return " ".join([str(block.cidr), *(f"!{e}" for e in block.excepts)])
+
+
+def parse_block(text: str) -> IPBlock:
+    cidr, *excepts = text.split()
+    return IPBlock(
+        cidr=ipaddress.ip_network(cidr),
+        excepts=tuple(ipaddress.ip_network(e.removeprefix("!")) for e in excepts),
+    )
+
+
+def rule_key(rule: Rule) -> str:
+    return f"{policy_name(rule.policy)}|{rule.direction.value}|{rule.index}"
+
+
+def cluster_spans(
+    ev: Evaluator, nodes: Iterable[str], versions: Mapping[str, tuple[str, int]]
+) -> dict[str, NodeSpan]:
+    """The span of each node named in `nodes` (a node with no pods gets an empty one)."""
+    by_node: dict[str, list[int]] = defaultdict(list)
+    for i, pod in enumerate(ev.cluster.pods):
+        if pod.node_name:
+            by_node[pod.node_name].append(i)
+    return {n: node_span(ev, by_node.get(n, []), versions) for n in nodes}
+
+
+def node_span(
+    ev: Evaluator, mine: Iterable[int], versions: Mapping[str, tuple[str, int]]
+) -> NodeSpan:
+    """The span of the node whose pods are `mine` (pod indices)."""
+    pods = ev.cluster.pods
+    mine = sorted(mine)
+    span = NodeSpan(versions=dict(versions))
+    rules: dict[str, list[SpanRule]] = defaultdict(list)
+    infos: dict[str, PolicyInfo] = {}
+    for pr in realize_pods(ev, mine):
+        rule = pr.rule
+        key = rule_key(rule) + (f"|{pr.split}" if pr.split else "")
+        applied, peers = f"to:{key}", None
+        span.applied_groups[applied] = frozenset(pods[i].key for i in pr.applied)
+        if pr.peers is not None:
+            peers = f"peers:{key}"
+            span.address_groups[peers] = frozenset(block_text(b) for b in pr.peers)
+        pname = policy_name(rule.policy)
+        infos[pname] = rule.policy
+        rules[pname].append(
+            SpanRule(
+                key=key,
+                direction=rule.direction,
+                index=rule.index,
+                name=rule.name,
+                action=rule.action,
+                action_text=rule.action_text,
+                order=rule.order,
+                logged=rule.logged,
+                log_label=rule.log_label,
+                applied_group=applied,
+                address_group=peers,
+                services=pr.services,
+            )
+        )
+    for direction in Direction:
+        isolated = [i for i in mine if not pods[i].host_network and ev.isolated_by(direction, i)]
+        for i in isolated:
+            for info in ev.isolated_by(direction, i):
+                infos.setdefault(policy_name(info), info)
+        if isolated:
+            span.applied_groups[ISOLATION_GROUP[direction]] = frozenset(
+                pods[i].key for i in isolated
+            )
+    for pname, info in infos.items():
+        span.policies[pname] = SpanPolicy(name=pname, info=info, rules=tuple(rules[pname]))
+    return span
+
+
+# --- wire form ----------------------------------------------------------------------------
+
+
+def _service_json(s: Service) -> dict[str, Any]:
+    out: dict[str, Any] = {"protocol": s.protocol.value}
+    if s.start is not None:
+        out["port"] = s.start
+    if s.end is not None and s.end != s.start:
+        out["endPort"] = s.end
+    return out
+
+
+def _service(d: Mapping[str, Any]) -> Service:
+    start = d.get("port")
+    return Service(protocol=Protocol(d["protocol"]), start=start, end=d.get("endPort", start))
+
+
+def policy_json(p: SpanPolicy) -> dict[str, Any]:
+    i = p.info
+    return {
+        "name": p.name,
+        "source": {
+            "kind": i.kind,
+            "apiVersion": i.api_version,
+            "namespace": i.namespace,
+            "name": i.name,
+            "tier": i.tier,
+            "layer": int(i.layer),
+            "priority": i.priority,
+            "order": list(i.order),
+        },
+        "rules": [
+            {
+                "key": r.key,
+                "direction": r.direction.value,
+                "index": r.index,
+                "name": r.name,
+                "action": r.action.value,
+                "actionText": r.action_text,
+                "order": list(r.order),
+                "logged": r.logged,
+                "logLabel": r.log_label,
+                "appliedToGroup": r.applied_group,
+                "addressGroup": r.address_group,
+                "services": None if r.services is None else [_service_json(s) for s in r.services],
+            }
+            for r in p.rules
+        ],
+    }
+
+
+def parse_policy(d: Mapping[str, Any]) -> SpanPolicy:
+    s = d["source"]
+    info = PolicyInfo(
+        kind=s["kind"],
+        api_version=s["apiVersion"],
+        namespace=s["namespace"],
+        name=s["name"],
+        tier=s["tier"],
+        layer=Layer(s["layer"]),
+        priority=s["priority"],
+        order=tuple(s["order"]),
+    )
+    rules = tuple(
+        SpanRule(
+            key=r["key"],
+            direction=Direction(r["direction"]),
+            index=r["index"],
+            name=r["name"],
+            action=Action(r["action"]),
+            action_text=r["actionText"],
+            order=tuple(r["order"]),
+            logged=r["logged"],
+            log_label=r["logLabel"],
+            applied_group=r["appliedToGroup"],
+            address_group=r["addressGroup"],
+            services=None if r["services"] is None else tuple(_service(x) for x in r["services"]),
+        )
+        for r in d["rules"]
+    )
+    return SpanPolicy(name=d["name"], info=info, rules=rules)
+
+
+def span_json(span: NodeSpan) -> dict[str, Any]:
+    return {
+        "policies": [policy_json(p) for _, p in sorted(span.policies.items())],
+        "appliedToGroups": {k: sorted(v) for k, v in sorted(span.applied_groups.items())},
+        "addressGroups": {k: sorted(v) for k, v in sorted(span.address_groups.items())},
+        "versions": {k: list(v) for k, v in sorted(span.versions.items())},
+    }
+
+
+def parse_span(d: Mapping[str, Any]) -> NodeSpan:
+    policies = [parse_policy(p) for p in d["policies"]]
+    return NodeSpan(
+        policies={p.name: p for p in policies},
+        applied_groups={k: frozenset(v) for k, v in d["appliedToGroups"].items()},
+        address_groups={k: frozenset(v) for k, v in d["addressGroups"].items()},
+        versions={k: (v[0], int(v[1])) for k, v in d["versions"].items()},
+    )
+
+
+# --- incremental updates ------------------------------------------------------------------
+
+
+def _group_events(
+    kind: str, old: Mapping[str, frozenset[str]], new: Mapping[str, frozenset[str]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(additions and changes, deletions) of one kind of group."""
+    upserts, deletes = [], []
+    for name, members in sorted(new.items()):
+        was = old.get(name)
+        if was is None:
+            upserts.append({"op": "add", "kind": kind, "name": name, "members": sorted(members)})
+        elif was != members:
+            upserts.append(
+                {
+                    "op": "modify",
+                    "kind": kind,
+                    "name": name,
+                    "added": sorted(members - was),
+                    "removed": sorted(was - members),
+                }
+            )
+    for name in sorted(old.keys() - new.keys()):
+        deletes.append({"op": "delete", "kind": kind, "name": name})
+    return upserts, deletes
+
+
+def diff(old: NodeSpan, new: NodeSpan) -> dict[str, Any] | None:
+    """The update that turns `old` into `new`, or None when they are equal. Groups are
+    added before the policies that use them and deleted after the policies that used them,
+    so an agent applying events one by one never sees a rule with a missing group."""
+    applied_up, applied_del = _group_events(APPLIED_GROUP, old.applied_groups, new.applied_groups)
+    address_up, address_del = _group_events(ADDRESS_GROUP, old.address_groups, new.address_groups)
+    policies: list[dict[str, Any]] = []
+    for name, p in sorted(new.policies.items()):
+        was = old.policies.get(name)
+        if was != p:
+            op = "add" if was is None else "modify"
+            policies.append({"op": op, "kind": POLICY, "name": name, "policy": policy_json(p)})
+    for name in sorted(old.policies.keys() - new.policies.keys()):
+        policies.append({"op": "delete", "kind": POLICY, "name": name})
+    versions: dict[str, list[Any] | None] = {
+        k: list(v) for k, v in new.versions.items() if old.versions.get(k) != v
+    }
+    versions.update({k: None for k in old.versions.keys() - new.versions.keys()})
+    events = applied_up + address_up + policies + applied_del + address_del
+    if not events and not versions:
+        return None
+    return {"events": events, "versions": dict(sorted(versions.items()))}
+
+
+def apply(span: NodeSpan, update: Mapping[str, Any]) -> None:
+    """Apply an update made by `diff` to `span` in place. A modify of a group the span does
+    not hold is an error (the stream lost an event): the caller must resync."""
+    for ev in update.get("events", ()):
+        op, kind, name = ev["op"], ev["kind"], ev["name"]
+        if kind == POLICY:
+            if op == "delete":
+                span.policies.pop(name, None)
+            else:
+                span.policies[name] = parse_policy(ev["policy"])
+            continue
+        groups = span.applied_groups if kind == APPLIED_GROUP else span.address_groups
+        if kind not in (APPLIED_GROUP, ADDRESS_GROUP):
+            raise ValueError(f"update names an unknown kind {kind!r}")
+        if op == "add":
+            groups[name] = frozenset(ev["members"])
+        elif op == "modify":
+            if name not in groups:
+                raise KeyError(f"{kind} {name} modified but never added")
+            groups[name] = (groups[name] - frozenset(ev["removed"])) | frozenset(ev["added"])
+        elif op == "delete":
+            groups.pop(name, None)
+        else:
+            raise ValueError(f"update has an unknown op {op!r}")
+    for key, v in update.get("versions", {}).items():
+        if v is None:
+            span.versions.pop(key, None)
+        else:
+            span.versions[key] = (v[0], int(v[1]))
+
+
+# --- to flows -----------------------------------------------------------------------------
+
+
+class RuleIds:
+    """Numbers for rule keys, as flows need them (cookies, conj_ids, packet-in userdata).
+
+    A key keeps its number while the process lives, and a number is never given to
+    another key, so an id read from a packet-in always names the rule whose flow sent it.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._rules: dict[int, Rule] = {}
+
+    def id(self, key: str) -> int:
+        found = self._ids.get(key)
+        if found is None:
+            found = len(self._ids) + 1
+            if found > MAX_RULE_ID:
+                raise ValueError("rule ids exhausted: restart the agent")
+            self._ids[key] = found
+        return found
+
+    def remember(self, rule_id: int, rule: Rule) -> None:
+        self._rules[rule_id] = rule
+
+    def rule(self, rule_id: int) -> Rule | None:
+        return self._rules.get(rule_id)
+
+
+def node_policy(span: NodeSpan, ofports: Mapping[str, int], ids: RuleIds) -> NodePolicy:
+    """The node's policy for the pods that have OVS ports (`ofports`: "ns/name" -> ofport).
+    A rule whose protected pods have no port yet realizes nothing."""
+
+    def ports(group: str | None) -> frozenset[int]:
+        members = span.applied_groups.get(group or "", frozenset())
+        return frozenset(ofports[k] for k in members if k in ofports)
+
+    rules: list[RealizedRule] = []
+    for p in span.policies.values():
+        for r in p.rules:
+            applied = ports(r.applied_group)
+            if not applied:
+                continue
+            peers = None
+            if r.address_group is not None:
+                members = span.address_groups.get(r.address_group, frozenset())
+                peers = tuple(parse_block(b) for b in sorted(members))
+            rule_id = ids.id(r.key)
+            ids.remember(rule_id, span_rule_model(p, r, rule_id))
+            rules.append(
+                RealizedRule(
+                    rule_id=rule_id,
+                    direction=r.direction,
+                    layer=p.info.layer,
+                    order=r.order,
+                    action=r.action,
+                    applied=applied,
+                    peers=peers,
+                    services=r.services,
+                    logged=r.logged,
+                )
+            )
+    return NodePolicy(
+        rules=tuple(sorted(rules, key=lambda r: r.rule_id)),
+        isolated_egress=ports(ISOLATION_GROUP[Direction.EGRESS]),
+        isolated_ingress=ports(ISOLATION_GROUP[Direction.INGRESS]),
+    )
+
+
+def span_rule_model(p: SpanPolicy, r: SpanRule, rule_id: int) -> Rule:
+    """The rule as the policy model knows it (what the audit log names), without its
+    selectors: the controller kept those."""
+    return Rule(
+        id=rule_id,
+        policy=p.info,
+        direction=r.direction,
+        index=r.index,
+        name=r.name,
+        action=r.action,
+        action_text=r.action_text,
+        applied_to=(),
+        peers=None,
+        ports=None,
+        logged=r.logged,
+        log_label=r.log_label,
+    )
