@@ -30,6 +30,8 @@ class Inventory:
     tiers: list[Tier] = field(default_factory=list)
     groups: list[AntreaGroup] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Objects skipped as invalid: (apiVersion, kind, namespace, name, what is wrong).
+    invalid: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
 
 def _add(inv: Inventory, doc: Mapping[str, Any]) -> None:
@@ -129,4 +131,15 @@ def load_objects(docs: Iterable[Mapping[str, Any]]) -> Inventory:
             _add(inv, doc)
         except ValidationError as e:
             inv.warnings.append(f"skipping invalid object: {e}")
+            meta = doc.get("metadata")
+            meta = meta if isinstance(meta, Mapping) else {}
+            inv.invalid.append(
+                (
+                    str(doc.get("apiVersion", "")),
+                    str(doc.get("kind", "")),
+                    str(meta.get("namespace") or ""),
+                    str(meta.get("name") or ""),
+                    str(e),
+                )
+            )
     return inv

@@ -1,5 +1,5 @@
-"""A self-signed CA and a server certificate for the lab API server, kept in its data dir
-so a restarted server keeps serving what the kubeconfig trusts."""
+"""A self-signed CA and a server certificate (the lab API server's, the controller's), kept
+in the server's data dir so a restarted server keeps serving what its clients trust."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     path.chmod(0o600)
 
 
-def ensure_certs(data_dir: Path, host: str) -> tuple[Path, Path, Path]:
+def ensure_certs(
+    data_dir: Path, host: str, *, name: str = "fyke-lab-apiserver"
+) -> tuple[Path, Path, Path]:
     """(ca.crt, server.crt, server.key) in data_dir, made once; the server certificate
     names 127.0.0.1, localhost and `host`, and is remade when `host` is new."""
     ca_crt, ca_key = data_dir / "ca.crt", data_dir / "ca.key"
@@ -38,8 +40,8 @@ def ensure_certs(data_dir: Path, host: str) -> tuple[Path, Path, Path]:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (
             x509.CertificateBuilder()
-            .subject_name(_name("fyke-lab-ca"))
-            .issuer_name(_name("fyke-lab-ca"))
+            .subject_name(_name(f"{name}-ca"))
+            .issuer_name(_name(f"{name}-ca"))
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
@@ -86,7 +88,7 @@ def ensure_certs(data_dir: Path, host: str) -> tuple[Path, Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("fyke-lab-apiserver"))
+        .subject_name(_name(name))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

@@ -14,9 +14,9 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from fyke.lab.apiserver.certs import ensure_certs
 from fyke.lab.apiserver.server import ApiServer
 from fyke.lab.apiserver.store import Store
+from fyke.util.certs import ensure_certs
 
 
 def _token(data_dir: Path) -> str:

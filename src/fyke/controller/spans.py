@@ -1,0 +1,224 @@
+"""The controller's core: compile the cluster, cut one span per node, and send each
+connected agent the changes of its own span; collect what agents report realized and write
+Antrea-style status onto the policy objects.
+
+HTTP API (HTTPS; every call carries `Authorization: Bearer NODE-TOKEN`, see auth.py):
+  GET  /v1/span/watch      newline-delimited JSON: {"type": "SNAPSHOT", "span": ...}
+                           first, then {"type": "UPDATE", "events": [...], "versions":
+                           {...}} per change (datapath.span.diff) and {"type": "PING"}
+                           every PING_SECONDS; the node is the token's
+  POST /v1/span/realized   {"versions": {POLICY: [uid, generation]}}: the policy versions
+                           whose flows the node has installed
+  GET  /healthz            "ok" (no token)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from typing import Any
+
+from aiohttp import web
+from lightkube import AsyncClient
+from lightkube.core.exceptions import ApiError
+from lightkube.types import PatchType
+
+from fyke.controller.auth import node_of
+from fyke.datapath.span import NodeSpan, cluster_spans, diff, span_json
+from fyke.kube import resources
+from fyke.kube.policywatch import ClusterPolicies, Versions, compile_docs
+
+log = logging.getLogger("fyke.controller")
+PING_SECONDS = 10.0
+
+# Kinds that carry Antrea's NetworkPolicyStatus (status.phase, observedGeneration,
+# currentNodesRealized, desiredNodesRealized).
+STATUS_KINDS = {
+    (k.group, k.kind): k
+    for k in (resources.ANTREA_CLUSTER_NETWORK_POLICY, resources.ANTREA_NETWORK_POLICY)
+}
+
+
+def policy_status(
+    generation: int, desired: int, current: int, invalid: str | None = None
+) -> dict[str, Any]:
+    """Antrea's NetworkPolicyStatus for a policy realized on `current` of `desired` nodes;
+    a policy the controller could not read is Failed, saying why."""
+    if invalid is not None:
+        return {
+            "phase": "Failed",
+            "observedGeneration": generation,
+            "currentNodesRealized": 0,
+            "desiredNodesRealized": 0,
+            "conditions": [
+                {"type": "Realizable", "status": "False", "reason": "Invalid", "message": invalid}
+            ],
+        }
+    return {
+        "phase": "Realized" if current >= desired else "Realizing",
+        "observedGeneration": generation,
+        "currentNodesRealized": current,
+        "desiredNodesRealized": desired,
+    }
+
+
+class SpanController:
+    def __init__(self, client: AsyncClient, secret: bytes, *, write_status: bool = True) -> None:
+        self.client: Any = client
+        self.secret = secret
+        self.write_status = write_status
+        self.policies = ClusterPolicies(client, self._recompute)
+        self.spans: dict[str, NodeSpan] = {}
+        self.versions: Versions = {}
+        self.invalid: dict[str, str] = {}  # policy -> why it was skipped
+        self.watchers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self.realized: dict[str, Versions] = {}  # node -> what it reported
+        self.synced = asyncio.Event()
+        self._status_dirty = asyncio.Event()
+        self._written: dict[str, dict[str, Any]] = {}  # policy -> status last written
+        self._tasks: list[asyncio.Task[None]] = []
+        self.compiles = 0
+
+    # --- compile and fan out ------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.policies.start(wait_all=True)
+        await self._recompute()  # nothing may have changed since the lists
+        self._tasks.append(asyncio.create_task(self._status_loop()))
+
+    async def stop(self) -> None:
+        await self.policies.stop()
+        for t in self._tasks:
+            t.cancel()
+
+    async def _recompute(self) -> None:
+        docs, versions = self.policies.snapshot()
+        nodes = set(self.policies.node_names()) | set(self.spans) | set(self.watchers)
+        ev, invalid = await asyncio.to_thread(compile_docs, docs)
+        spans = await asyncio.to_thread(cluster_spans, ev, sorted(nodes), versions)
+        self.compiles += 1
+        for node, new in spans.items():
+            old = self.spans.get(node)
+            if old is None:
+                continue
+            update = diff(old, new)
+            if update is not None:
+                self._send(node, {"type": "UPDATE", **update})
+        self.spans = spans
+        self.versions = versions
+        self.invalid = invalid
+        self.synced.set()
+        self._status_dirty.set()
+
+    def _send(self, node: str, msg: dict[str, Any]) -> None:
+        for q in self.watchers.get(node, ()):
+            q.put_nowait(msg)
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/v1/span/watch", self._watch)
+        app.router.add_post("/v1/span/realized", self._realized)
+        return app
+
+    def _node(self, request: web.Request) -> str:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, token = auth.partition(" ")
+        node = node_of(self.secret, token) if scheme.lower() == "bearer" else None
+        if node is None:
+            raise web.HTTPUnauthorized(text="a node token is required\n")
+        return node
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok\n" if self.synced.is_set() else "starting\n")
+
+    async def _watch(self, request: web.Request) -> web.StreamResponse:
+        node = self._node(request)
+        await self.synced.wait()
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await resp.prepare(request)
+        span = self.spans.get(node)
+        if span is None:  # a node the cluster does not list yet: nothing applies to it
+            span = self.spans[node] = NodeSpan(versions=dict(self.versions))
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.watchers[node].add(q)  # no await since the span was read: no update missed
+        log.info("node %s watches its span (%d policies)", node, len(span.policies))
+        try:
+            await _write(resp, {"type": "SNAPSHOT", "span": span_json(span)})
+            while True:
+                try:
+                    msg = await asyncio.wait_for(q.get(), PING_SECONDS)
+                except TimeoutError:
+                    msg = {"type": "PING"}
+                await _write(resp, msg)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.watchers[node].discard(q)
+            if not self.watchers[node]:
+                del self.watchers[node]
+            log.info("node %s stopped watching", node)
+        return resp
+
+    async def _realized(self, request: web.Request) -> web.Response:
+        node = self._node(request)
+        try:
+            body = await request.json()
+            versions = {k: (str(v[0]), int(v[1])) for k, v in body["versions"].items()}
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+            raise web.HTTPBadRequest(
+                text=f"body: want {{'versions': {{POLICY: [uid, gen]}}}}: {e}\n"
+            ) from e
+        self.realized[node] = versions
+        self._status_dirty.set()
+        return web.json_response({"node": node, "policies": len(versions)})
+
+    # --- status ---------------------------------------------------------------------------
+
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        """Policy key -> Antrea status, for the kinds that carry one."""
+        out = {}
+        for key, (uid, gen) in self.versions.items():
+            group, kind, _, _ = key.split("/", 3)
+            if (group, kind) not in STATUS_KINDS:
+                continue
+            desired = [n for n, s in self.spans.items() if key in s.policies]
+            current = [n for n in desired if self.realized.get(n, {}).get(key) == (uid, gen)]
+            out[key] = policy_status(gen, len(desired), len(current), self.invalid.get(key))
+        return out
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self._status_dirty.wait()
+            await asyncio.sleep(0.2)
+            self._status_dirty.clear()
+            for key, status in self.statuses().items():
+                if self._written.get(key) == status:
+                    continue
+                if not self.write_status:
+                    self._written[key] = status
+                    continue
+                try:
+                    await self._patch_status(key, status)
+                    self._written[key] = status
+                except (ApiError, OSError) as e:
+                    log.warning("status of %s not written: %s", key, e)
+            for key in list(self._written):
+                if key not in self.versions:
+                    del self._written[key]
+
+    async def _patch_status(self, key: str, status: dict[str, Any]) -> None:
+        group, kind, ns, name = key.split("/", 3)
+        res: Any = STATUS_KINDS[(group, kind)].resource()
+        kwargs = {"namespace": ns} if ns else {}
+        await self.client.patch(
+            res.Status, name, {"status": status}, patch_type=PatchType.MERGE, **kwargs
+        )
+
+
+async def _write(resp: web.StreamResponse, msg: dict[str, Any]) -> None:
+    await resp.write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")

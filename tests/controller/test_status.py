@@ -1,0 +1,73 @@
+"""The controller's status arithmetic, on reflector caches filled by hand (no server)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fyke.api.load import documents
+from fyke.controller.spans import SpanController
+from tests.controller.test_controller import EXAMPLES, _cluster_docs
+
+ACNP = "crd.antrea.io/ClusterNetworkPolicy//"
+
+
+def _controller(extra: list[dict[str, Any]]) -> SpanController:
+    c = SpanController(None, b"secret", write_status=False)  # type: ignore[arg-type]
+    docs, _ = _cluster_docs()
+    policies = [dict(d) for d in documents((EXAMPLES / "policies.yaml").read_text(), "p")]
+    by_kind = {(r.kind.group, r.kind.kind): r for r in c.policies.reflectors}
+    for i, d in enumerate([*docs, *policies, *extra]):
+        group = d["apiVersion"].rpartition("/")[0]
+        meta = {**d["metadata"], "uid": f"uid-{i}", "generation": 3}
+        obj = {k: v for k, v in d.items() if k not in ("apiVersion", "kind")}
+        by_kind[(group, d["kind"])].cache[(meta.get("namespace", ""), meta["name"])] = {
+            **obj,
+            "metadata": meta,
+        }
+    return c
+
+
+BROKEN = {
+    "apiVersion": "crd.antrea.io/v1beta1",
+    "kind": "ClusterNetworkPolicy",
+    "metadata": {"name": "broken"},
+    "spec": {
+        "priority": 1,
+        "appliedTo": [{"podSelector": {}}],
+        "ingress": [{"action": "Allow", "enableLogging": "yes"}],
+    },
+}
+
+
+def test_status_follows_what_nodes_report() -> None:
+    c = _controller([])
+    asyncio.run(c._recompute())
+    status = c.statuses()
+    assert set(status) == {ACNP + "quarantine-z-c"}  # only Antrea kinds carry status
+    got = status[ACNP + "quarantine-z-c"]
+    assert got["phase"] == "Realizing" and got["currentNodesRealized"] == 0
+    desired = [n for n, s in c.spans.items() if ACNP + "quarantine-z-c" in s.policies]
+    assert got["desiredNodesRealized"] == len(desired) >= 1
+    # A node that reports an older generation does not count.
+    c.realized[desired[0]] = {ACNP + "quarantine-z-c": (c.versions[ACNP + "quarantine-z-c"][0], 2)}
+    assert c.statuses()[ACNP + "quarantine-z-c"]["currentNodesRealized"] == 0
+    for node in desired:
+        c.realized[node] = dict(c.versions)
+    assert c.statuses()[ACNP + "quarantine-z-c"] == {
+        "phase": "Realized",
+        "observedGeneration": 3,
+        "currentNodesRealized": len(desired),
+        "desiredNodesRealized": len(desired),
+    }
+
+
+def test_an_invalid_policy_fails_naming_the_field_and_spares_the_rest() -> None:
+    c = _controller([BROKEN])
+    asyncio.run(c._recompute())
+    status = c.statuses()
+    broken = status[ACNP + "broken"]
+    assert broken["phase"] == "Failed"
+    assert "enableLogging" in broken["conditions"][0]["message"]
+    assert status[ACNP + "quarantine-z-c"]["phase"] == "Realizing"
+    assert all(ACNP + "broken" not in s.policies for s in c.spans.values())
