@@ -5,6 +5,9 @@ routes or tunnel flows to other nodes' pods, policy flows, and the CNI server.
 Usage: fyke-agent --node NAME --kubeconfig K --state-dir D [--cni-socket S]
                   [--ovs-dir D] [--bridge br-int] [--datapath-type netdev|system]
                   [--encap geneve|vxlan|none]
+                  [--controller URL --controller-token-file F --controller-ca F]
+
+Without --controller the agent compiles the cluster's policies itself.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from fyke.agent.ipam import Ipam
 from fyke.agent.noderoutes import NodeRoutes, TunnelNeighbors, internal_ip, link_with_address
 from fyke.agent.ovsport import OvsPortAttacher
 from fyke.agent.plumbing import VethPlumbing
-from fyke.agent.policies import PolicyView
+from fyke.agent.policies import ControllerSource, LocalSource, PolicyView
 from fyke.datapath.pod import Gateway, PodPort, pod_connectivity
 from fyke.datapath.policy import PACKET_IN_METER
 from fyke.datapath.tunnel import OVERHEAD, tunnel_flows
@@ -54,6 +57,7 @@ TUNNEL_OFPORT = 1
 GATEWAY_OFPORT = 2
 DEFAULT_UNDERLAY_MTU = 1500
 PACKET_IN_RATE = 500  # policy packet-ins per second the switch lets through
+SNAPSHOT_WAIT = 10.0  # seconds a first start waits for the controller's span
 
 
 def _next_round(state: Path) -> int:
@@ -81,6 +85,7 @@ class Agent:
         self.of: OFConnection | None = None
         self.gateway: Gateway | None = None
         self.view: PolicyView | None = None
+        self.source: ControllerSource | LocalSource | None = None
         self.rejector: Rejector | None = None
         self.reject_conn: OFConnection | None = None
         self.encap: str = args.encap
@@ -157,6 +162,8 @@ class Agent:
                 tmp.write_text(json.dumps(self.view.realized, sort_keys=True))
                 tmp.replace(self.state / "realized.json")
                 self._realized_written = self.view.realized
+                if self.source is not None:
+                    self.source.report(self.view.realized)
 
     async def run(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
@@ -198,13 +205,14 @@ class Agent:
         )
         self.routes = NodeRoutes(api, self.node, self.encap, self.sync_flows, neighbors=neighbors)
         await self.routes.start()
-        self.view = PolicyView(api, self.sync_flows)
+        self.view = PolicyView(self.state, self.sync_flows)
         self.audit = AuditLog(
             Path(self.args.audit_log or self.state / "networkpolicy.log"), self.view.rule
         )
         self.reject_conn.add_packet_in_handler(self.audit.handle)
-        await self.view.start()
+        await self._start_policies(api)
         await self.sync_flows()  # the new round replaces every flow of earlier rounds
+        self.view.start()
         attacher = OvsPortAttacher(self.ovsdb, self.bridge, self.sync_flows)
         plumbing = VethPlumbing()
         server = CniServer(
@@ -231,6 +239,24 @@ class Agent:
                 self.round,
             )
             await asyncio.Event().wait()
+
+    async def _start_policies(self, api: Any) -> None:
+        assert self.view is not None
+        if not self.args.controller:
+            self.source = LocalSource(api, self.node, self.view)
+            await self.source.start()
+            return
+        token = Path(self.args.controller_token_file).read_text().strip()
+        self.source = ControllerSource(
+            self.args.controller, token, self.args.controller_ca, self.view
+        )
+        cached = self.view.load_cache()
+        await self.source.start()
+        if not cached:  # a first start: wait a little for the controller's snapshot
+            try:
+                await asyncio.wait_for(self.view.synced.wait(), SNAPSHOT_WAIT)
+            except TimeoutError:
+                log.warning("no span from %s yet; starting without policies", self.args.controller)
 
     def _revalidated(self) -> None:
         ctl = OvsPaths(dir=Path(self.args.ovs_dir)).vswitchd_ctl
@@ -275,6 +301,8 @@ class Agent:
     async def close(self) -> None:
         if self.routes is not None:
             await self.routes.stop()
+        if self.source is not None:
+            await self.source.stop()
         if self.view is not None:
             await self.view.stop()
         if self.rejector is not None:
@@ -310,7 +338,12 @@ def main() -> None:
         default="geneve",
         help="how pod traffic crosses nodes: a tunnel, or none (the node's routes)",
     )
+    ap.add_argument("--controller", default="", help="fyke-controller URL (https://HOST:PORT)")
+    ap.add_argument("--controller-token-file", default="", help="this node's token")
+    ap.add_argument("--controller-ca", default="", help="CA certificate the controller uses")
     args = ap.parse_args()
+    if args.controller and not (args.controller_token_file and args.controller_ca):
+        ap.error("--controller needs --controller-token-file and --controller-ca")
     if not args.ovs_dir:
         args.ovs_dir = str(Path(args.state_dir) / "ovs")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

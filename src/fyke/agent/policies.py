@@ -1,130 +1,246 @@
-"""The agent's policy view: reflectors on every kind that decides a verdict, and the
-flows that realize it for this node's pods.
+"""The agent's policy view: this node's span (datapath.span) and the flows it makes.
 
-For now each agent compiles the whole cluster's policies itself (the policy package is
-pure and fast); the controller that compiles once and serves each agent its span comes
-with the controller work. Either way the flows come from the same compiler and realizer
-that `fykectl policy matrix` uses, so what the datapath does is what the matrix says.
+The span comes from one of two sources:
+- ControllerSource: the fyke-controller's span stream (a snapshot, then incremental
+  updates), authenticated by this node's token. If the controller goes away the span (and
+  so every flow) stays as it was; on reconnect the new snapshot replaces it, and since rule
+  keys are stable the flows only change where the policies did.
+- LocalSource: no controller; the agent watches the cluster and cuts its own span with the
+  same code the controller uses.
+
+The span is also kept in STATE/span.json, so an agent restarted while the controller is
+away starts with the policies it had.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from lightkube import AsyncClient
 
-from fyke.api.load import load_objects
 from fyke.datapath.flow import Flow
 from fyke.datapath.policy import policy_flows
-from fyke.datapath.policy_realize import realize
-from fyke.kube import resources
-from fyke.kube.reflector import Change, Reflector
-from fyke.policy.cluster import Cluster
-from fyke.policy.compile import compile_policies
-from fyke.policy.evaluate import Evaluator
+from fyke.datapath.span import (
+    NodeSpan,
+    RuleIds,
+    apply,
+    cluster_spans,
+    node_policy,
+    parse_span,
+    span_json,
+)
+from fyke.kube.policywatch import ClusterPolicies, compile_docs
 from fyke.policy.model import Rule
 
 log = logging.getLogger("fyke.agent.policies")
-
-KINDS = (
-    resources.NAMESPACE,
-    resources.POD,
-    resources.NODE,
-    resources.NETWORK_POLICY,
-    resources.ADMIN_NETWORK_POLICY,
-    resources.BASELINE_ADMIN_NETWORK_POLICY,
-    resources.CLUSTER_NETWORK_POLICY,
-    resources.ANTREA_CLUSTER_NETWORK_POLICY,
-    resources.ANTREA_NETWORK_POLICY,
-    resources.TIER,
-    resources.CLUSTER_GROUP,
-    resources.GROUP,
-)
-
-
-NOT_POLICY = (resources.NAMESPACE, resources.POD, resources.NODE)
-
-
-def policy_key(group: str, kind: str, meta: dict[str, Any]) -> str:
-    """How realized.json names a policy object: GROUP/KIND/NAMESPACE/NAME."""
-    return f"{group}/{kind}/{meta.get('namespace') or ''}/{meta.get('name', '')}"
+RETRY_MIN, RETRY_MAX = 0.5, 2.0
+READ_TIMEOUT = 35.0  # the controller pings every 10 s
 
 
 class PolicyView:
-    def __init__(self, client: AsyncClient, changed: Callable[[], Awaitable[None]]) -> None:
-        self.changed = changed
-        self.reflectors = [Reflector(client, k, self._on_change, backoff=2.0) for k in KINDS]
-        self._dirty = asyncio.Event()
-        self._evaluator: Evaluator | None = None
-        self._rules: dict[int, Rule] = {}  # of the policies the installed flows came from
-        self._objects: dict[str, list[object]] = {}  # policy key -> [uid, generation]
-        self.realized: dict[str, list[object]] = {}  # the same, of the last flows() result
-        self._tasks: list[asyncio.Task[None]] = []
+    """Holds the span; `changed()` (the agent's flow sync) runs after span changes,
+    debounced."""
 
-    async def _on_change(self, _: Change) -> None:
-        self._evaluator = None  # the cluster changed: compile again when next asked
+    def __init__(self, state: Path, changed: Callable[[], Awaitable[None]]) -> None:
+        self.changed = changed
+        self.cache = state / "span.json"
+        self.span = NodeSpan()
+        self.ids = RuleIds()
+        self.realized: dict[str, list[object]] = {}  # policy -> [uid, generation] of flows
+        self.synced = asyncio.Event()  # a span from the source (not the cache) is held
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def load_cache(self) -> bool:
+        try:
+            self.span = parse_span(json.loads(self.cache.read_text()))
+        except FileNotFoundError:
+            return False
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("ignoring the span cache %s: %s", self.cache, e)
+            return False
+        log.info("span from the cache: %d policies", len(self.span.policies))
+        return True
+
+    def replace(self, span: NodeSpan) -> None:
+        self.span = span
+        self.synced.set()
         self._dirty.set()
 
-    async def start(self) -> None:
-        self._tasks = [asyncio.create_task(r.run()) for r in self.reflectors]
-        self._tasks.append(asyncio.create_task(self._loop()))
-        # Pods and namespaces first: without them no flow can be right.
-        for r in self.reflectors[:3]:
-            await asyncio.wait_for(r.synced.wait(), 60)
+    def update(self, update: dict[str, Any]) -> None:
+        apply(self.span, update)
+        self._dirty.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
     async def _loop(self) -> None:
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(0.05)  # let a burst of changes settle
+            await asyncio.sleep(0.05)  # let a burst of updates settle
             self._dirty.clear()
             try:
+                await asyncio.to_thread(self._save, span_json(self.span))
                 await self.changed()
             except Exception:
                 log.exception("realizing policies failed; retrying on the next change")
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+    def _save(self, data: dict[str, Any]) -> None:
+        tmp = self.cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, separators=(",", ":")))
+        tmp.replace(self.cache)
 
     def flows(self, local: dict[tuple[str, str], int], *, round: int) -> list[Flow]:
         """Policy flows for this node's pods, `local` mapping (namespace, name) to ofport."""
-        if self._evaluator is None:
-            self._evaluator = self._compile()
-        evaluator = self._evaluator
-        self._rules = {r.id: r for r in evaluator.policies.rules}
-        self.realized = self._objects
-        cluster = evaluator.cluster
-        ofports = {
-            cluster.index[f"{ns}/{name}"]: ofport
-            for (ns, name), ofport in local.items()
-            if f"{ns}/{name}" in cluster.index
-        }
-        return policy_flows(realize(evaluator, ofports), round=round)
+        ofports = {f"{ns}/{name}": port for (ns, name), port in local.items()}
+        self.realized = {k: list(v) for k, v in self.span.versions.items()}
+        return policy_flows(node_policy(self.span, ofports, self.ids), round=round)
 
     def rule(self, rule_id: int) -> Rule | None:
         """The rule behind a rule id found in a flow's cookie or packet-in."""
-        return self._rules.get(rule_id)
+        return self.ids.rule(rule_id)
 
-    def _compile(self) -> Evaluator:
-        """The cluster as the reflectors see it, compiled; kept until a watched object
-        changes (a pod port coming or going alone needs no new compile)."""
-        docs: list[dict[str, Any]] = []
-        objects: dict[str, list[object]] = {}
-        for r in self.reflectors:
-            for obj in r.cache.values():
-                version = f"{r.kind.group}/{r.kind.version}" if r.kind.group else r.kind.version
-                docs.append({"apiVersion": version, "kind": r.kind.kind, **obj})
-                if r.kind not in NOT_POLICY:
-                    meta = obj.get("metadata", {})
-                    objects[policy_key(r.kind.group, r.kind.kind, meta)] = [
-                        meta.get("uid", ""),
-                        meta.get("generation", 0),
-                    ]
-        self._objects = objects
-        inv = load_objects(docs)
-        for w in inv.warnings:
-            log.warning("%s", w)
-        return Evaluator(Cluster(inv.namespaces, inv.pods, inv.nodes), compile_policies(inv))
+
+class LocalSource:
+    """The span cut here from the cluster as this agent's own reflectors see it."""
+
+    def __init__(self, client: AsyncClient, node: str, view: PolicyView) -> None:
+        self.node = node
+        self.view = view
+        self.policies = ClusterPolicies(client, self._recompute)
+
+    async def start(self) -> None:
+        await self.policies.start()
+        await self._recompute()
+
+    async def _recompute(self) -> None:
+        docs, versions = self.policies.snapshot()
+        ev, _ = await asyncio.to_thread(compile_docs, docs)
+        self.view.replace(cluster_spans(ev, [self.node], versions)[self.node])
+
+    async def stop(self) -> None:
+        await self.policies.stop()
+
+    def report(self, realized: dict[str, list[object]]) -> None:
+        pass  # nobody to tell: realized.json is all
+
+
+class ControllerSource:
+    """The span as the controller streams it; reports back what the flows realize."""
+
+    def __init__(self, url: str, token: str, ca: str, view: PolicyView) -> None:
+        self.url = url.rstrip("/")
+        self.view = view
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.tls = ssl.create_default_context(cafile=ca)
+        self.connected = False
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._report: dict[str, list[object]] | None = None
+        self._reported: dict[str, list[object]] | None = None
+        self._report_due = asyncio.Event()
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(headers=self.headers)
+        self._tasks = [
+            asyncio.create_task(self._watch_forever()),
+            asyncio.create_task(self._report_loop()),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _watch_forever(self) -> None:
+        delay = RETRY_MIN
+        while True:
+            try:
+                await self._watch()
+                delay = RETRY_MIN
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as e:
+                # Said once per outage: the flows stay as they are meanwhile.
+                level = logging.WARNING if self.connected else logging.DEBUG
+                log.log(level, "controller stream: %r; keeping the span; retrying", e)
+            self.connected = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _watch(self) -> None:
+        assert self._session is not None
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=READ_TIMEOUT)
+        async with self._session.get(
+            f"{self.url}/v1/span/watch", ssl=self.tls, timeout=timeout
+        ) as resp:
+            if resp.status != 200:
+                raise ValueError(f"HTTP {resp.status}: {(await resp.text()).strip()}")
+            buf = b""
+            async for chunk in resp.content.iter_any():
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if line:
+                        self._handle(json.loads(line))
+
+    def _handle(self, msg: dict[str, Any]) -> None:
+        match msg.get("type"):
+            case "SNAPSHOT":
+                self.view.replace(parse_span(msg["span"]))
+                if not self.connected:
+                    log.info(
+                        "controller stream: snapshot of %d policies", len(self.view.span.policies)
+                    )
+                self.connected = True
+                # A restarted controller knows nothing of what this node realized.
+                self._reported = None
+                if self._report is not None:
+                    self._report_due.set()
+            case "UPDATE":
+                try:
+                    self.view.update(msg)
+                except KeyError as e:  # an update that does not fit: start over
+                    raise ValueError(f"span update out of step ({e}); resyncing") from e
+            case "PING":
+                pass
+            case other:
+                log.warning("controller stream: unknown message type %r", other)
+
+    def report(self, realized: dict[str, list[object]]) -> None:
+        """Tell the controller which policy versions the installed flows realize."""
+        self._report = realized
+        self._report_due.set()
+
+    async def _report_loop(self) -> None:
+        while True:
+            await self._report_due.wait()
+            self._report_due.clear()
+            body = self._report
+            if body is None or body == self._reported or not self.connected:
+                continue
+            assert self._session is not None
+            try:
+                async with self._session.post(
+                    f"{self.url}/v1/span/realized",
+                    json={"versions": body},
+                    ssl=self.tls,
+                    timeout=aiohttp.ClientTimeout(total=10),
+                ) as resp:
+                    if resp.status != 200:
+                        raise ValueError(f"HTTP {resp.status}")
+                self._reported = body
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
+                log.warning("reporting realized policies: %r; retrying", e)
+                await asyncio.sleep(1.0)
+                self._report_due.set()

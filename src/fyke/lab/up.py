@@ -4,8 +4,9 @@ A lab is a state dir (default /var/lib/fyke/lab): lab.json (its topology), the A
 server's data, logs, and pids.json (every process it started, stopped by PID). Nodes are
 network namespaces `fyke-node-N`, joined to the host by a management bridge (API access)
 and to each other by an underlay fabric namespace (fyke.lab.net); each runs its own
-ovsdb-server and ovs-vswitchd, a fyke agent and a lab kubelet. One lab scheduler binds
-pods that name no node. `lab node add/remove` changes the node set of a running lab.
+ovsdb-server and ovs-vswitchd, a fyke agent and a lab kubelet. One fyke-controller serves
+the agents their policy spans (on the management bridge, port CONTROLLER_PORT); one lab
+scheduler binds pods that name no node. `lab node add/remove` changes the node set of a running lab.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fyke.lab.procs import Processes
 
 DEFAULT_STATE_DIR = Path("/var/lib/fyke/lab")
 API_PORT = 6443
+CONTROLLER_PORT = 10349
 MAX_NODES = 16  # each node costs two OVS daemons, an agent and a kubelet (~150 MB)
 ENCAPS = ("geneve", "vxlan", "none")
 
@@ -146,6 +148,47 @@ def start_api_server(state: Path, procs: Processes) -> None:
     )
 
 
+def controller_dir(state: Path) -> Path:
+    return state / "controller"
+
+
+def start_controller(state: Path, procs: Processes) -> None:
+    """Start (or restart) the fyke-controller and wait until it serves spans."""
+    data = controller_dir(state)
+    data.mkdir(parents=True, exist_ok=True)
+    endpoint = data / "endpoint.json"
+    endpoint.unlink(missing_ok=True)
+    procs.start(
+        "controller",
+        [
+            sys.executable,
+            "-m",
+            "fyke.controller.main",
+            "--kubeconfig",
+            str(kubeconfig_path(state)),
+            "--state-dir",
+            str(data),
+            "--listen",
+            f"{net.HOST_IP}:{CONTROLLER_PORT}",
+        ],
+    )
+    _wait("the controller", lambda: endpoint.exists() or not procs.alive("controller"), timeout=60)
+    if not endpoint.exists():
+        raise RuntimeError(f"the controller stopped; see {state / 'logs' / 'controller.log'}")
+
+
+def _node_token(state: Path, node: NodeSpec) -> Path:
+    """The node's controller token, written where only root reads it."""
+    from fyke.controller.auth import ensure_secret, node_token
+
+    secret = ensure_secret(controller_dir(state) / "node-token-secret")
+    path = state / "nodes" / node.name / "controller-token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(node_token(secret, node.name))
+    return path
+
+
 def write_state(state: Path, spec: LabSpec) -> None:
     state.mkdir(parents=True, exist_ok=True)
     (state / "lab.json").write_text(json.dumps(asdict(spec), indent=1))
@@ -154,14 +197,15 @@ def write_state(state: Path, spec: LabSpec) -> None:
 def down(state: Path) -> None:
     procs = Processes(state)
     names = procs.names()
-    # Kubelets first (they run CNI DEL for their pods), then agents, OVS, the scheduler and
-    # the API server.
+    # Kubelets first (they run CNI DEL for their pods), then agents, OVS, the controller,
+    # the scheduler and last the API server.
     order = sorted(
         names,
         key=lambda n: (
             not n.startswith("kubelet"),
             not n.startswith("agent"),
             not n.startswith("ovs"),
+            n == "apiserver",
             n,
         ),
     )
@@ -250,6 +294,12 @@ def start_agent(state: Path, procs: Processes, node: NodeSpec, encap: str) -> No
             "netdev",
             "--encap",
             encap,
+            "--controller",
+            f"https://{net.HOST_IP}:{CONTROLLER_PORT}",
+            "--controller-token-file",
+            str(_node_token(state, node)),
+            "--controller-ca",
+            str(controller_dir(state) / "ca.crt"),
         ],
         netns=node.netns,
     )
@@ -347,8 +397,9 @@ def up(state: Path, nodes: int, encap: str) -> int:
         _say("network: management bridge and underlay fabric")
         net.ensure_bridge()
         net.ensure_fabric()
-        _say("API server and scheduler")
+        _say("API server, controller and scheduler")
         start_api_server(state, procs)
+        start_controller(state, procs)
         start_scheduler(state, procs)
         for node in spec.nodes:
             start_node(state, procs, spec, node)
