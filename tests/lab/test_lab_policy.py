@@ -543,3 +543,48 @@ def test_antrea_policies_report_their_realization(lab: Path) -> None:
         }
     finally:
         fykectl("delete", "-f", str(policy), "--wait", state=lab)
+
+
+Y_FROM_X = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: y-from-x, namespace: y}
+spec:
+  podSelector: {}
+  ingress:
+  - from: [{namespaceSelector: {matchLabels: {ns: x}}}]
+"""
+
+
+def test_audit_log_names_the_policies_behind_an_isolation_drop(lab: Path) -> None:
+    """With y annotated for NetworkPolicy logging (as Antrea), a packet dropped because
+    y-from-x isolates its destination is logged naming y-from-x, and one its rule allows
+    is logged too."""
+    policy = lab / "y-from-x.yaml"
+    policy.write_text(Y_FROM_X)
+    kubeconfig = fykectl("kubeconfig", "--path", state=lab).stdout.strip()
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    annotation = "networkpolicy.antrea.io/enable-logging"
+    logs = sorted(lab.glob("nodes/*/networkpolicy.log"))
+    sizes = {p: p.stat().st_size for p in logs}
+    subprocess.run(["kubectl", "annotate", "ns", "y", f"{annotation}=true"], env=env, check=True)
+    fykectl("apply", "-f", str(policy), "--wait", state=lab)
+    try:
+        _converge(lab, _expected([EXAMPLES / "cluster.yaml", policy]))
+        pods = lab_pods(lab)
+        ip = {k: p["status"]["podIP"] for k, p in pods.items()}
+        log = lab / "nodes" / pods["y/a"]["spec"]["nodeName"] / "networkpolicy.log"
+        lines = log.read_text()[sizes.get(log, 0) :].splitlines()
+        for src, what in (
+            ("z/b", "ingress Drop NetworkPolicy y/y-from-x tier=- rule=isolation "),
+            ("x/b", "ingress Allow NetworkPolicy y/y-from-x tier=- rule=0 "),
+        ):
+            hits = [
+                line
+                for line in lines
+                if what in line and f"TCP {ip[src]}:" in line and f"> {ip['y/a']}:80 " in line
+            ]
+            assert hits, f"no {what!r} for {src} -> y/a in:\n" + "\n".join(lines[-40:])
+    finally:
+        subprocess.run(["kubectl", "annotate", "ns", "y", f"{annotation}-"], env=env, check=True)
+        fykectl("delete", "-f", str(policy), "--wait", state=lab)

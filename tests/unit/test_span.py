@@ -16,7 +16,6 @@ from fyke.api.load import documents, load_objects
 from fyke.datapath.policy import NodePolicy, peer_networks
 from fyke.datapath.policy_realize import realize
 from fyke.datapath.span import (
-    ISOLATION_GROUP,
     NodeSpan,
     RuleIds,
     apply,
@@ -102,7 +101,8 @@ def test_span_holds_only_the_nodes_pods_and_what_protects_them() -> None:
         for name, members in span.applied_groups.items():
             assert members <= mine, (node, name)
         used = {r.applied_group for p in span.policies.values() for r in p.rules}
-        assert used | set(ISOLATION_GROUP.values()) >= set(span.applied_groups)
+        used |= {g for p in span.policies.values() for _, g in p.isolates}
+        assert used == set(span.applied_groups)
     # A node with no pods needs no policy at all.
     assert cluster_spans(ev, ["node-9"], {})["node-9"].policies == {}
 
@@ -174,3 +174,45 @@ def test_rule_ids_are_stable_and_never_reused() -> None:
     node_policy(NodeSpan(), ofports, ids)
     assert node_policy(span, ofports, ids) == first
     assert ids.id("a new rule") == max(r.rule_id for r in first.rules) + 1
+
+
+def test_an_annotated_namespace_logs_its_network_policies_and_their_isolation() -> None:
+    from fyke.api.core import Direction
+    from fyke.datapath.policy import ISOLATION_PRIORITY, USERDATA_LOG, policy_flows
+    from fyke.datapath.span import ISOLATION_RULE
+    from fyke.policy.compile import NP_LOGGING_ANNOTATION
+
+    docs = _examples()
+    ns_y = next(d for d in docs if d["kind"] == "Namespace" and d["metadata"]["name"] == "y")
+    ns_y["metadata"]["annotations"] = {NP_LOGGING_ANNOTATION: "true"}
+    ev = _evaluator(docs)
+    np_rules = [r for r in ev.policies.rules if r.policy.kind == "NetworkPolicy"]
+    assert np_rules and all(r.logged for r in np_rules)  # allow-x-only lives in y
+    y_pods = {i for i, p in enumerate(ev.cluster.pods) if p.namespace == "y"}
+    node = ev.cluster.pods[min(y_pods)].node_name
+    span = cluster_spans(ev, [node], {})[node]
+    policy = span.policies["networking.k8s.io/NetworkPolicy/y/allow-x-only"]
+    assert policy.log_isolation and [d for d, _ in policy.isolates] == [Direction.INGRESS]
+    ofports = {p.key: 10 + i for i, p in enumerate(ev.cluster.pods) if p.node_name == node}
+    ids = RuleIds()
+    realized = node_policy(span, ofports, ids)
+    isolated_y = {
+        ofports[ev.cluster.pods[i].key] for i in y_pods if ev.cluster.pods[i].key in ofports
+    }
+    assert {port for _, port, _ in realized.logged_isolation} == isolated_y
+    for direction, _, rule_id in realized.logged_isolation:
+        rule = ids.rule(rule_id)
+        assert rule is not None and rule.name == ISOLATION_RULE
+        assert (rule.policy.namespace, rule.policy.name) == ("y", "allow-x-only")
+        assert direction is Direction.INGRESS
+    flows = policy_flows(realized, round=1)
+    logs = [
+        f
+        for f in flows
+        if any(getattr(a, "userdata", b"")[:1] == bytes([USERDATA_LOG]) for a in f.actions)
+    ]
+    # One logged isolation drop per isolated y pod, plus the logged allow rule's flow.
+    assert len([f for f in logs if f.priority == ISOLATION_PRIORITY]) == len(isolated_y)
+    # Without the annotation nothing is logged.
+    plain = cluster_spans(_evaluator(_examples()), [node], {})[node]
+    assert not node_policy(plain, ofports, RuleIds()).logged_isolation

@@ -41,6 +41,7 @@ class ContainerPort:
 class Namespace:
     name: str
     labels: Mapping[str, str]
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,7 +160,9 @@ def parse_namespace(doc: Mapping[str, Any]) -> Namespace:
     labels = parse_labels(r, doc["metadata"].get("labels"), "metadata.labels")
     # The API server always sets this label to the namespace's name.
     labels[NAMESPACE_NAME_LABEL] = name
-    return Namespace(name=name, labels=labels)
+    notes = r.mapping(doc["metadata"].get("annotations"), "metadata.annotations")
+    annotations = {str(k): v for k, v in notes.items() if isinstance(v, str)}
+    return Namespace(name=name, labels=labels, annotations=annotations)
 
 
 def parse_pod(doc: Mapping[str, Any]) -> Pod:

@@ -129,11 +129,14 @@ class RealizedRule:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodePolicy:
-    """What the policy flows of one node are built from."""
+    """What the policy flows of one node are built from. logged_isolation: (direction,
+    ofport, rule id) of the isolated ports whose isolation drops are logged; the rule id
+    names the isolation (its policies) in the audit log."""
 
     rules: tuple[RealizedRule, ...]
     isolated_egress: frozenset[int] = frozenset()
     isolated_ingress: frozenset[int] = frozenset()
+    logged_isolation: frozenset[tuple[Direction, int, int]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -352,7 +355,10 @@ def _merge(flows: Iterable[Flow]) -> list[Flow]:
 
 
 def isolation_flows(node: NodePolicy, *, round: int) -> list[Flow]:
+    """Drop what no rule allowed from/to an isolated port; a logged isolation first sends
+    the packet to the agent (and, like a logged Drop rule, only that)."""
     cookie = make_cookie(round=round, feature=Feature.POLICY, obj=ISOLATION_OBJ)
+    logged = {(d, port): rule_id for d, port, rule_id in node.logged_isolation}
     out = []
     for direction, ports in (
         (Direction.EGRESS, node.isolated_egress),
@@ -365,13 +371,20 @@ def isolation_flows(node: NodePolicy, *, round: int) -> list[Flow]:
                 if ts.applied_field == "reg1"
                 else (ts.applied_field, port)
             )
+            rule_id = logged.get((direction, port))
+            actions: tuple[Action, ...] = (Drop(),)
+            if rule_id is not None:
+                log = Controller(userdata=log_userdata(rule_id), meter=PACKET_IN_METER)
+                actions = (log,)
             out.append(
                 Flow(
                     table=ts.rule,
                     priority=ISOLATION_PRIORITY,
                     match=(IP, applied),
-                    actions=(Drop(),),
-                    cookie=cookie,
+                    actions=actions,
+                    cookie=cookie
+                    if rule_id is None
+                    else make_cookie(round=round, feature=Feature.POLICY, obj=rule_id),
                 )
             )
     return out

@@ -11,8 +11,8 @@ known. Nothing here knows about sockets or OVS.
 Names are stable across recompiles, so a change of membership is a small update:
   policy          GROUP/KIND/NAMESPACE/NAME of the source object (realized.json's key)
   rule key        POLICY|DIRECTION|INDEX plus |SPLIT when the rule is split per node
-  groups          "to:" / "peers:" + rule key; the isolated pods of each direction are
-                  the AppliedToGroups "isolation:Egress" / "isolation:Ingress"
+  groups          "to:" / "peers:" + rule key; the node's pods a K8s NetworkPolicy
+                  isolates: "isolated:" + POLICY|DIRECTION
 
 `versions` holds (uid, generation) of every policy object of the cluster the span was
 computed from, including policies that need nothing on the node: a node has realized a
@@ -33,7 +33,6 @@ from fyke.datapath.policy_realize import realize_pods
 from fyke.policy.evaluate import Evaluator
 from fyke.policy.model import Action, Layer, PolicyInfo, Rule
 
-ISOLATION_GROUP = {d: f"isolation:{d.value}" for d in Direction}
 APPLIED_GROUP = "AppliedToGroup"
 ADDRESS_GROUP = "AddressGroup"
 POLICY = "NetworkPolicy"
@@ -63,9 +62,14 @@ class SpanRule:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpanPolicy:
+    """isolates: (direction, AppliedToGroup) of the pods it isolates (K8s NetworkPolicy);
+    log_isolation: their isolation drops go to the audit log."""
+
     name: str
     info: PolicyInfo
     rules: tuple[SpanRule, ...]
+    isolates: tuple[tuple[Direction, str], ...] = ()
+    log_isolation: bool = False
 
 
 @dataclass(slots=True)
@@ -141,17 +145,29 @@ def node_span(
                 services=pr.services,
             )
         )
+    isolates: dict[str, dict[Direction, set[str]]] = defaultdict(lambda: defaultdict(set))
     for direction in Direction:
-        isolated = [i for i in mine if not pods[i].host_network and ev.isolated_by(direction, i)]
-        for i in isolated:
+        for i in mine:
+            if pods[i].host_network:
+                continue
             for info in ev.isolated_by(direction, i):
-                infos.setdefault(policy_name(info), info)
-        if isolated:
-            span.applied_groups[ISOLATION_GROUP[direction]] = frozenset(
-                pods[i].key for i in isolated
-            )
+                pname = policy_name(info)
+                infos.setdefault(pname, info)
+                isolates[pname][direction].add(pods[i].key)
+    logged = {policy_name(iso.policy) for iso in ev.policies.isolations if iso.logged}
     for pname, info in infos.items():
-        span.policies[pname] = SpanPolicy(name=pname, info=info, rules=tuple(rules[pname]))
+        groups = []
+        for direction, members in sorted(isolates.get(pname, {}).items()):
+            group = f"isolated:{pname}|{direction.value}"
+            span.applied_groups[group] = frozenset(members)
+            groups.append((direction, group))
+        span.policies[pname] = SpanPolicy(
+            name=pname,
+            info=info,
+            rules=tuple(rules[pname]),
+            isolates=tuple(groups),
+            log_isolation=pname in logged and bool(groups),
+        )
     return span
 
 
@@ -203,6 +219,8 @@ def policy_json(p: SpanPolicy) -> dict[str, Any]:
             }
             for r in p.rules
         ],
+        "isolates": {d.value: group for d, group in p.isolates},
+        "logIsolation": p.log_isolation,
     }
 
 
@@ -235,7 +253,14 @@ def parse_policy(d: Mapping[str, Any]) -> SpanPolicy:
         )
         for r in d["rules"]
     )
-    return SpanPolicy(name=d["name"], info=info, rules=rules)
+    isolates = tuple((Direction(k), v) for k, v in d.get("isolates", {}).items())
+    return SpanPolicy(
+        name=d["name"],
+        info=info,
+        rules=rules,
+        isolates=isolates,
+        log_isolation=bool(d.get("logIsolation", False)),
+    )
 
 
 def span_json(span: NodeSpan) -> dict[str, Any]:
@@ -402,10 +427,55 @@ def node_policy(span: NodeSpan, ofports: Mapping[str, int], ids: RuleIds) -> Nod
                     logged=r.logged,
                 )
             )
+    # Which policies isolate each port, and whether any of them asks for logging.
+    isolating: dict[tuple[Direction, str], list[SpanPolicy]] = defaultdict(list)
+    for p in span.policies.values():
+        for direction, group in p.isolates:
+            for member in span.applied_groups.get(group, frozenset()):
+                if member in ofports:
+                    isolating[(direction, member)].append(p)
+    logged = set()
+    for (direction, member), policies in sorted(isolating.items()):
+        if any(p.log_isolation for p in policies):
+            rule_id = ids.id(f"isolation|{direction.value}|{member}")
+            ids.remember(rule_id, isolation_model(policies, direction, rule_id))
+            logged.add((direction, ofports[member], rule_id))
     return NodePolicy(
         rules=tuple(sorted(rules, key=lambda r: r.rule_id)),
-        isolated_egress=ports(ISOLATION_GROUP[Direction.EGRESS]),
-        isolated_ingress=ports(ISOLATION_GROUP[Direction.INGRESS]),
+        isolated_egress=frozenset(ofports[m] for d, m in isolating if d is Direction.EGRESS),
+        isolated_ingress=frozenset(ofports[m] for d, m in isolating if d is Direction.INGRESS),
+        logged_isolation=frozenset(logged),
+    )
+
+
+ISOLATION_RULE = "isolation"  # the rule name audit lines give an isolation drop
+
+
+def isolation_model(policies: list[SpanPolicy], direction: Direction, rule_id: int) -> Rule:
+    """The isolation of one pod as a rule the audit log can name: the NetworkPolicies
+    that isolate it (one namespace: the pod's), as NAMESPACE/NAME1,NAME2."""
+    first = policies[0].info
+    info = PolicyInfo(
+        kind=first.kind,
+        api_version=first.api_version,
+        namespace=first.namespace,
+        name=",".join(sorted(p.info.name for p in policies)),
+        tier="",
+        layer=first.layer,
+        priority=None,
+        order=first.order,
+    )
+    return Rule(
+        id=rule_id,
+        policy=info,
+        direction=direction,
+        index=0,
+        name=ISOLATION_RULE,
+        action=Action.DROP,
+        action_text="Drop",
+        applied_to=(),
+        peers=None,
+        ports=None,
     )
 
 

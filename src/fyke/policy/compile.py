@@ -82,8 +82,11 @@ class _Builder:
 def compile_policies(inv: Inventory) -> CompiledPolicies:
     """The internal rules of every policy in the inventory, in evaluation order."""
     b = _Builder(warnings=list(inv.warnings))
+    logged = {
+        ns.name for ns in inv.namespaces if ns.annotations.get(NP_LOGGING_ANNOTATION) == "true"
+    }
     for np in inv.network_policies:
-        _network_policy(b, np)
+        _network_policy(b, np, logged=np.namespace in logged)
     for ap in inv.admin_policies:
         _admin_policy(b, ap)
     tiers = _tiers(inv.tiers)
@@ -99,7 +102,12 @@ def compile_policies(inv: Inventory) -> CompiledPolicies:
 # --- networking.k8s.io NetworkPolicy -------------------------------------------------------
 
 
-def _network_policy(b: _Builder, np: NetworkPolicy) -> None:
+# As Antrea: a Namespace annotated so has its NetworkPolicies' rules and the isolation
+# drops they cause written to the agents' audit log.
+NP_LOGGING_ANNOTATION = "networkpolicy.antrea.io/enable-logging"
+
+
+def _network_policy(b: _Builder, np: NetworkPolicy, *, logged: bool = False) -> None:
     info = PolicyInfo(
         kind="NetworkPolicy",
         api_version=NETPOL_API_VERSION,
@@ -114,12 +122,16 @@ def _network_policy(b: _Builder, np: NetworkPolicy) -> None:
     for direction, rules in ((Direction.INGRESS, np.ingress), (Direction.EGRESS, np.egress)):
         if direction not in np.policy_types:
             continue  # rules of a direction not in policyTypes have no effect
-        b.isolations.append(Isolation(policy=info, direction=direction, applied_to=applied))
+        b.isolations.append(
+            Isolation(policy=info, direction=direction, applied_to=applied, logged=logged)
+        )
         for rule in rules:
             peers = None
             if rule.peers is not None:
                 peers = tuple(_np_peer(p, np.namespace) for p in rule.peers)
-            b.add(info, direction, rule.index, "", "Allow", applied, peers, rule.ports)
+            b.add(
+                info, direction, rule.index, "", "Allow", applied, peers, rule.ports, logged=logged
+            )
 
 
 def _np_peer(p: NetworkPolicyPeer, namespace: str) -> Term:

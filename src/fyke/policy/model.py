@@ -160,11 +160,13 @@ class Rule:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Isolation:
-    """A K8s NetworkPolicy isolates the pods it selects in each of its policyTypes."""
+    """A K8s NetworkPolicy isolates the pods it selects in each of its policyTypes.
+    logged: its namespace asks for NetworkPolicy logging (the isolation drops are logged)."""
 
     policy: PolicyInfo
     direction: Direction
     applied_to: tuple[PodTerm, ...]
+    logged: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
