@@ -15,6 +15,7 @@ select; this keeps the node's pods, turns peers into addresses and resolves name
 from __future__ import annotations
 
 import ipaddress
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,20 +46,47 @@ def _numeric(ports: Sequence[PortSpec]) -> tuple[Service, ...]:
     )
 
 
+class _Shared:
+    """Work that every node's realization of one compiled cluster shares: each pod's
+    address blocks, each rule's peers (per namespace for a relative rule)."""
+
+    def __init__(self, ev: Evaluator) -> None:
+        self.blocks: list[tuple[IPBlock, ...]] = [
+            ()
+            if pod.host_network
+            else tuple(IPBlock(cidr=ipaddress.ip_network(ip)) for ip in pod.ips)
+            for pod in ev.cluster.pods
+        ]
+        self.peers: dict[tuple[int, str], tuple[IPBlock, ...] | None] = {}
+        # An egress rule's named-port split of its peers (by the ports they resolve to).
+        self.egress_named: dict[
+            tuple[int, str], list[tuple[tuple[Service, ...], tuple[IPBlock, ...]]]
+        ] = {}
+
+
+_SHARED: weakref.WeakKeyDictionary[Evaluator, _Shared] = weakref.WeakKeyDictionary()
+
+
+def _shared(ev: Evaluator) -> _Shared:
+    found = _SHARED.get(ev)
+    if found is None:
+        found = _SHARED[ev] = _Shared(ev)
+    return found
+
+
 def _pod_blocks(ev: Evaluator, pods: Sequence[int]) -> tuple[IPBlock, ...]:
-    cluster_pods = ev.cluster.pods
-    return tuple(
-        IPBlock(cidr=ipaddress.ip_network(ip))
-        for i in sorted(pods)
-        if not cluster_pods[i].host_network
-        for ip in cluster_pods[i].ips
-    )
+    blocks = _shared(ev).blocks
+    return tuple(b for i in sorted(pods) for b in blocks[i])
 
 
 def peer_blocks(ev: Evaluator, rule: Rule, subject: int) -> tuple[IPBlock, ...] | None:
     """The rule's peers as addresses, seen from the protected pod `subject`."""
     if rule.peers is None:
         return None
+    shared = _shared(ev)
+    key = (rule.id, ev.cluster.pods[subject].namespace if ev.is_relative(rule) else "")
+    if key in shared.peers:
+        return shared.peers[key]
     members = ev.peer_pods(rule, subject)
     assert members is not None
     blocks = list(_pod_blocks(ev, sorted(members)))
@@ -72,7 +100,8 @@ def peer_blocks(ev: Evaluator, rule: Rule, subject: int) -> tuple[IPBlock, ...] 
                 if term.selector.matches(node.labels)
                 for ip in node.ips
             )
-    return tuple(blocks)
+    shared.peers[key] = found = tuple(blocks)
+    return found
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,16 +153,24 @@ def _split(
                 ordered = tuple(sorted(services, key=Service.key))
                 out.append((name(ordered), frozenset(protected), peers, ordered))
     else:
-        members = ev.peer_pods(rule, subjects[0])
-        candidates = range(len(pods)) if members is None else sorted(members)
-        by_dst: dict[frozenset[Service], list[int]] = defaultdict(list)
-        for j in candidates:
-            if not pods[j].host_network:
-                by_dst[resolve_named(rule.ports, pods[j])].append(j)
-        for services, dsts in sorted(by_dst.items(), key=lambda kv: sorted(s.key() for s in kv[0])):
-            if services:
-                ordered = tuple(sorted(services, key=Service.key))
-                out.append((name(ordered), applied, _pod_blocks(ev, dsts), ordered))
+        shared = _shared(ev)
+        split = shared.egress_named.get((rule.id, prefix))
+        if split is None:
+            members = ev.peer_pods(rule, subjects[0])
+            candidates = range(len(pods)) if members is None else sorted(members)
+            by_dst: dict[frozenset[Service], list[int]] = defaultdict(list)
+            for j in candidates:
+                if not pods[j].host_network:
+                    by_dst[resolve_named(rule.ports, pods[j])].append(j)
+            split = shared.egress_named[(rule.id, prefix)] = [
+                (tuple(sorted(services, key=Service.key)), _pod_blocks(ev, dsts))
+                for services, dsts in sorted(
+                    by_dst.items(), key=lambda kv: sorted(s.key() for s in kv[0])
+                )
+                if services
+            ]
+        for ordered, blocks in split:
+            out.append((name(ordered), applied, blocks, ordered))
     return out
 
 

@@ -107,13 +107,19 @@ def cluster_spans(
     for i, pod in enumerate(ev.cluster.pods):
         if pod.node_name:
             by_node[pod.node_name].append(i)
-    return {n: node_span(ev, by_node.get(n, []), versions) for n in nodes}
+    texts: dict[tuple[int, str], frozenset[str]] = {}  # one rule split's peers: same anywhere
+    return {n: node_span(ev, by_node.get(n, []), versions, texts) for n in nodes}
 
 
 def node_span(
-    ev: Evaluator, mine: Iterable[int], versions: Mapping[str, tuple[str, int]]
+    ev: Evaluator,
+    mine: Iterable[int],
+    versions: Mapping[str, tuple[str, int]],
+    texts: dict[tuple[int, str], frozenset[str]] | None = None,
 ) -> NodeSpan:
-    """The span of the node whose pods are `mine` (pod indices)."""
+    """The span of the node whose pods are `mine` (pod indices); `texts` caches address
+    groups across the nodes of one cluster."""
+    texts = {} if texts is None else texts
     pods = ev.cluster.pods
     mine = sorted(mine)
     span = NodeSpan(versions=dict(versions))
@@ -126,7 +132,10 @@ def node_span(
         span.applied_groups[applied] = frozenset(pods[i].key for i in pr.applied)
         if pr.peers is not None:
             peers = f"peers:{key}"
-            span.address_groups[peers] = frozenset(block_text(b) for b in pr.peers)
+            members = texts.get((rule.id, pr.split))
+            if members is None:
+                members = texts[(rule.id, pr.split)] = frozenset(map(block_text, pr.peers))
+            span.address_groups[peers] = members
         pname = policy_name(rule.policy)
         infos[pname] = rule.policy
         rules[pname].append(
@@ -157,9 +166,9 @@ def node_span(
     logged = {policy_name(iso.policy) for iso in ev.policies.isolations if iso.logged}
     for pname, info in infos.items():
         groups = []
-        for direction, members in sorted(isolates.get(pname, {}).items()):
+        for direction, isolated in sorted(isolates.get(pname, {}).items()):
             group = f"isolated:{pname}|{direction.value}"
-            span.applied_groups[group] = frozenset(members)
+            span.applied_groups[group] = frozenset(isolated)
             groups.append((direction, group))
         span.policies[pname] = SpanPolicy(
             name=pname,
