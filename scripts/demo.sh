@@ -31,6 +31,13 @@ echo "# named port serve-80-tcp, an AdminNetworkPolicy denying z -> x on 81/TCP,
 echo "# closing y's port 80 to the cluster except for x, whose traffic they Pass to y's owners."
 # --wait: until every node's agent has installed the new policies' flows.
 run "$fykectl" lab apply -f examples/policies.yaml --wait --state-dir "$state"
+echo "# The controller served each node its share; the nodes that need the Antrea policy"
+echo "# report it realized, and the controller writes that onto the policy:"
+for _ in $(seq 50); do  # the report reaches the controller just after --wait returns
+    [ "$(kubectl get acnp quarantine-z-c -o jsonpath='{.status.phase}')" = Realized ] && break
+    sleep 0.2
+done
+run kubectl get acnp -o custom-columns='NAME:.metadata.name,PHASE:.status.phase,REALIZED:.status.currentNodesRealized,DESIRED:.status.desiredNodesRealized,GENERATION:.status.observedGeneration'
 run "$fykectl" lab probe --port 80/TCP --port 81/TCP --port 80/UDP --state-dir "$state"
 echo
 echo "# The same, computed offline from the manifests alone (what the datapath must match):"

@@ -92,6 +92,9 @@ class Agent:
         self.routes: NodeRoutes | None = None
         self.audit: AuditLog | None = None
         self._realized_written: dict[str, list[object]] | None = None
+        self._realized_lock = asyncio.Lock()
+        self._realized_seq = 0  # the flow sync whose realized.json was written last
+        self._syncs = 0
 
     async def _own_node(self) -> tuple[ipaddress.IPv4Network, str | None]:
         """This node's podCIDR (waited for) and InternalIP."""
@@ -152,18 +155,29 @@ class Agent:
             result = await self.flow_sync.sync(flows)
             if result.changed:
                 log.info("flows: %s", result)
-            if self.view is not None and self.view.realized != self._realized_written:
-                # What `lab apply --wait` (and later policy status) reads: the policy objects,
-                # by uid and generation, whose flows are now installed. The bundle changed
-                # the OpenFlow tables; the datapath's flow cache follows when the
-                # revalidators have run, and only then are the new rules enforced.
-                await asyncio.to_thread(self._revalidated)
-                tmp = self.state / "realized.json.tmp"
-                tmp.write_text(json.dumps(self.view.realized, sort_keys=True))
-                tmp.replace(self.state / "realized.json")
-                self._realized_written = self.view.realized
-                if self.source is not None:
-                    self.source.report(self.view.realized)
+            realized = self.view.realized if self.view is not None else None
+            self._syncs += 1
+            seq = self._syncs
+        if realized is not None:
+            await self._report_realized(realized, seq)
+
+    async def _report_realized(self, realized: dict[str, list[object]], seq: int) -> None:
+        """Write realized.json (what `lab apply --wait` reads) and tell the controller: the
+        policy objects, by uid and generation, whose flows are now installed. The bundle
+        changed the OpenFlow tables; the datapath's flow cache follows when the
+        revalidators have run, and only then are the new rules enforced. This runs outside
+        the flow lock, so a CNI ADD never waits for the revalidators."""
+        async with self._realized_lock:
+            if seq < self._realized_seq or realized == self._realized_written:
+                return  # a later sync already wrote (or this one has nothing new)
+            await asyncio.to_thread(self._revalidated)
+            tmp = self.state / "realized.json.tmp"
+            tmp.write_text(json.dumps(realized, sort_keys=True))
+            tmp.replace(self.state / "realized.json")
+            self._realized_written = realized
+            self._realized_seq = seq
+            if self.source is not None:
+                self.source.report(realized)
 
     async def run(self) -> None:
         self.state.mkdir(parents=True, exist_ok=True)
