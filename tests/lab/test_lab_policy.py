@@ -576,8 +576,8 @@ def test_audit_log_names_the_policies_behind_an_isolation_drop(lab: Path) -> Non
         log = lab / "nodes" / pods["y/a"]["spec"]["nodeName"] / "networkpolicy.log"
         lines = log.read_text()[sizes.get(log, 0) :].splitlines()
         for src, what in (
-            ("z/b", "ingress Drop NetworkPolicy y/y-from-x tier=- rule=isolation "),
-            ("x/b", "ingress Allow NetworkPolicy y/y-from-x tier=- rule=0 "),
+            ("z/b", "ingress Drop NetworkPolicy y/y-from-x tier=NetworkPolicy rule=isolation "),
+            ("x/b", "ingress Allow NetworkPolicy y/y-from-x tier=NetworkPolicy rule=0 "),
         ):
             hits = [
                 line

@@ -202,7 +202,7 @@ def test_an_annotated_namespace_logs_its_network_policies_and_their_isolation() 
     assert {port for _, port, _ in realized.logged_isolation} == isolated_y
     for direction, _, rule_id in realized.logged_isolation:
         rule = ids.rule(rule_id)
-        assert rule is not None and rule.name == ISOLATION_RULE
+        assert rule is not None and rule.name == ISOLATION_RULE and rule.logged
         assert (rule.policy.namespace, rule.policy.name) == ("y", "allow-x-only")
         assert direction is Direction.INGRESS
     flows = policy_flows(realized, round=1)

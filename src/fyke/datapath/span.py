@@ -469,7 +469,7 @@ def isolation_model(policies: list[SpanPolicy], direction: Direction, rule_id: i
         api_version=first.api_version,
         namespace=first.namespace,
         name=",".join(sorted(p.info.name for p in policies)),
-        tier="",
+        tier=first.tier,
         layer=first.layer,
         priority=None,
         order=first.order,
@@ -485,6 +485,7 @@ def isolation_model(policies: list[SpanPolicy], direction: Direction, rule_id: i
         applied_to=(),
         peers=None,
         ports=None,
+        logged=True,
     )
 
 
