@@ -44,19 +44,22 @@ async def reconcile(
     Every desired flow must fall in that scope, or the next run would not see it.
     """
     scope = cookie & cookie_mask
-    want: dict[translate.FlowKey, Flow] = {}
-    for flow in desired:
+    flows = list(desired)
+    for flow in flows:
         if flow.cookie & cookie_mask != scope:
             raise ValueError(
                 f"flow cookie {flow.cookie:#x} outside scope {scope:#x}/{cookie_mask:#x}"
             )
-        key = translate.desired_key(flow)
+    installed = await conn.dump_flows(cookie=scope, cookie_mask=cookie_mask)
+    have: dict[translate.FlowKey, Any] = {translate.installed_key(d): d for d in installed}
+    want: dict[Any, Flow] = {}
+    for flow in flows:
+        # Matched against what OVS reports, a flow needs the key OVS would give it (its
+        # match as decoded); with nothing installed, its own key does.
+        key: Any = translate.desired_key(flow) if have else flow.key
         if key in want:
             raise ValueError(f"two desired flows with one (table, priority, match): {flow}")
         want[key] = flow
-
-    installed = await conn.dump_flows(cookie=scope, cookie_mask=cookie_mask)
-    have: dict[translate.FlowKey, Any] = {translate.installed_key(d): d for d in installed}
 
     adds: list[Any] = []
     modifies: list[Any] = []
@@ -92,23 +95,25 @@ class FlowSync:
     removes whatever a previous agent left. After that the installed flows are the ones
     this object installed, so a change is a diff of two desired sets: no flow dump, no
     decoding, one bundle with just the changes.
+
+    Between two desired sets flows are told apart by their own (table, priority, match):
+    the builders write each match one way, so no OpenFlow encoding is needed to compare.
     """
 
     def __init__(self, conn: FlowChannel) -> None:
         self.conn = conn
-        self._known: dict[translate.FlowKey, Flow] | None = None
+        self._known: dict[tuple[int, int, Any], Flow] | None = None
 
     def reset(self) -> None:
         self._known = None
 
     async def sync(self, desired: Iterable[Flow]) -> ReconcileResult:
         flows = list(desired)
-        want: dict[translate.FlowKey, Flow] = {}
+        want: dict[tuple[int, int, Any], Flow] = {}
         for flow in flows:
-            key = translate.desired_key(flow)
-            if key in want:
+            if flow.key in want:
                 raise ValueError(f"two desired flows with one (table, priority, match): {flow}")
-            want[key] = flow
+            want[flow.key] = flow
         if self._known is None:
             result = await reconcile(self.conn, flows)
             self._known = want
