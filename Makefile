@@ -33,6 +33,10 @@ bench: setup
 	$(BIN)/python bench/apiserver_watch.py
 	$(BIN)/python bench/cni_add.py
 	$(BIN)/python bench/multinode.py
+	$(BIN)/python bench/policy_latency.py
+	$(BIN)/python bench/controller_spans.py
+	$(BIN)/python bench/realize_10k.py
+	$(BIN)/python bench/iperf_rules.py
 	bash bench/run.sh
 
 clean:
