@@ -247,3 +247,32 @@ def test_status_counts_the_nodes_that_report_a_policy_realized(cluster: Any) -> 
     done = until(lambda s: s.get("phase") == "Realized")
     assert done["currentNodesRealized"] == desired == done["desiredNodesRealized"]
     assert done["observedGeneration"] == 1
+
+
+def test_an_agent_without_controller_cuts_the_same_span(cluster: Any, tmp_path: Path) -> None:
+    """LocalSource (no --controller) and the controller give a node the same span."""
+    from fyke.agent.policies import LocalSource, PolicyView
+    from fyke.datapath.span import span_json
+    from fyke.kube.client import async_client
+
+    api, c, _ = cluster
+
+    async def go() -> None:
+        async with _watch(c, "node-2") as stream:
+            served = (await stream.next())["span"]
+        changed = asyncio.Event()
+
+        async def on_change() -> None:
+            changed.set()
+
+        client = async_client(str(api.kubeconfig), field_manager="test")
+        view = PolicyView(tmp_path, on_change)
+        local = LocalSource(client, "node-2", view)
+        try:
+            await local.start()
+            assert span_json(view.span) == served
+        finally:
+            await local.stop()
+            await client.close()  # type: ignore[no-untyped-call]
+
+    asyncio.run(go())
