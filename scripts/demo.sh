@@ -31,6 +31,7 @@ echo "# named port serve-80-tcp, an AdminNetworkPolicy denying z -> x on 81/TCP,
 echo "# closing y's port 80 to the cluster except for x, whose traffic they Pass to y's owners."
 # --wait: until every node's agent has installed the new policies' flows.
 run "$fykectl" lab apply -f examples/policies.yaml --wait --state-dir "$state"
+echo
 echo "# The controller served each node its share; the nodes that need the Antrea policy"
 echo "# report it realized, and the controller writes that onto the policy:"
 for _ in $(seq 50); do  # the report reaches the controller just after --wait returns
