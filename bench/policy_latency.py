@@ -117,6 +117,12 @@ def pct(xs: list[float], q: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument(
+        "--max-revalidator",
+        type=int,
+        default=0,
+        help="set ovs-vswitchd's other_config:max-revalidator (ms) on the nodes first",
+    )
     args = ap.parse_args()
     rev = subprocess.run(
         ["git", "describe", "--always", "--dirty"], capture_output=True, text=True
@@ -133,6 +139,14 @@ def main() -> None:
             ).stdout
 
         lab("up", "--nodes", "2")
+        if args.max_revalidator:
+            for node in ("node-1", "node-2"):
+                db = state / "nodes" / node / "ovs" / "db.sock"
+                subprocess.run(
+                    ["ovs-vsctl", f"--db=unix:{db}", "set", "Open_vSwitch", ".",
+                     f"other_config:max-revalidator={args.max_revalidator}"],
+                    check=True,
+                )  # fmt: skip
         try:
             lab("apply", "-f", str(EXAMPLES / "cluster.yaml"), "--wait")
             kubeconfig = lab("kubeconfig", "--path").strip()

@@ -32,6 +32,7 @@ from fyke.agent.noderoutes import NodeRoutes, TunnelNeighbors, internal_ip, link
 from fyke.agent.ovsport import OvsPortAttacher
 from fyke.agent.plumbing import VethPlumbing
 from fyke.agent.policies import ControllerSource, LocalSource, PolicyView
+from fyke.datapath.flow import Flow
 from fyke.datapath.pod import Gateway, PodPort, pod_connectivity
 from fyke.datapath.policy import PACKET_IN_METER
 from fyke.datapath.tunnel import OVERHEAD, tunnel_flows
@@ -95,6 +96,7 @@ class Agent:
         self._realized_lock = asyncio.Lock()
         self._realized_seq = 0  # the flow sync whose realized.json was written last
         self._syncs = 0
+        self._policy_flows: list[Flow] = []  # as last installed
 
     async def _own_node(self) -> tuple[ipaddress.IPv4Network, str | None]:
         """This node's podCIDR (waited for) and InternalIP."""
@@ -125,6 +127,7 @@ class Agent:
     async def sync_flows(self) -> None:
         """Desired flows from the bridge's ports, reconciled in one bundle."""
         assert self.ovsdb is not None and self.of is not None and self.gateway is not None
+        policy: list[Flow] = []
         async with self.lock:
             ports = [
                 p
@@ -151,10 +154,18 @@ class Agent:
                     ): p.ofport or 0
                     for p in ports
                 }
-                flows += self.view.flows(local, round=self.round)
+                policy = self.view.flows(local, round=self.round)
+                flows += policy
             result = await self.flow_sync.sync(flows)
             if result.changed:
                 log.info("flows: %s", result)
+            if self.view is not None and policy != self._policy_flows:
+                self._policy_flows = policy
+                if result.changed and self.args.datapath_type == "netdev":
+                    # The userspace datapath keeps forwarding by cached megaflows of the
+                    # old rules until its revalidators next run (every 500 ms): a policy
+                    # change takes effect now only if the cache goes.
+                    await asyncio.to_thread(self._appctl, "revalidator/purge")
             realized = self.view.realized if self.view is not None else None
             self._syncs += 1
             seq = self._syncs
@@ -163,14 +174,16 @@ class Agent:
 
     async def _report_realized(self, realized: dict[str, list[object]], seq: int) -> None:
         """Write realized.json (what `lab apply --wait` reads) and tell the controller: the
-        policy objects, by uid and generation, whose flows are now installed. The bundle
-        changed the OpenFlow tables; the datapath's flow cache follows when the
-        revalidators have run, and only then are the new rules enforced. This runs outside
-        the flow lock, so a CNI ADD never waits for the revalidators."""
+        policy objects, by uid and generation, whose flows are now installed and enforced.
+        The bundle changed the OpenFlow tables; the datapath's flow cache follows when the
+        revalidators have run (the userspace datapath's cache was purged in sync_flows;
+        a kernel datapath is waited for here, outside the flow lock, so a CNI ADD never
+        waits for the revalidators)."""
         async with self._realized_lock:
             if seq < self._realized_seq or realized == self._realized_written:
                 return  # a later sync already wrote (or this one has nothing new)
-            await asyncio.to_thread(self._revalidated)
+            if self.args.datapath_type != "netdev":  # netdev: purged in sync_flows
+                await asyncio.to_thread(self._appctl, "revalidator/wait")
             tmp = self.state / "realized.json.tmp"
             tmp.write_text(json.dumps(realized, sort_keys=True))
             tmp.replace(self.state / "realized.json")
@@ -272,16 +285,13 @@ class Agent:
             except TimeoutError:
                 log.warning("no span from %s yet; starting without policies", self.args.controller)
 
-    def _revalidated(self) -> None:
+    def _appctl(self, command: str) -> None:
         ctl = OvsPaths(dir=Path(self.args.ovs_dir)).vswitchd_ctl
         r = subprocess.run(
-            ["ovs-appctl", "-t", str(ctl), "revalidator/wait"],
-            capture_output=True,
-            text=True,
-            timeout=30,
+            ["ovs-appctl", "-t", str(ctl), command], capture_output=True, text=True, timeout=30
         )
         if r.returncode != 0:
-            log.warning("revalidator/wait failed: %s", r.stderr.strip())
+            log.warning("%s failed: %s", command, r.stderr.strip())
 
     async def _packet_in_meter(self) -> None:
         """The meter policy packet-ins (Reject, audit log) pass through in the switch."""
