@@ -71,3 +71,16 @@ def test_an_invalid_policy_fails_naming_the_field_and_spares_the_rest() -> None:
     assert "enableLogging" in broken["conditions"][0]["message"]
     assert status[ACNP + "quarantine-z-c"]["phase"] == "Realizing"
     assert all(ACNP + "broken" not in s.policies for s in c.spans.values())
+
+
+def test_a_watcher_too_far_behind_is_cut_off() -> None:
+    from fyke.controller import spans
+
+    c = _controller([])
+    q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    c.watchers["node-1"].add(q)
+    for i in range(spans.MAX_PENDING + 1):
+        c._send("node-1", {"type": "UPDATE", "n": i})
+    items = [q.get_nowait() for _ in range(q.qsize())]
+    assert items[-1] is spans._CUT
+    assert [m["n"] for m in items[:-1]] == list(range(spans.MAX_PENDING))

@@ -273,7 +273,10 @@ class Agent:
             self.source = LocalSource(api, self.node, self.view)
             await self.source.start()
             return
-        token = Path(self.args.controller_token_file).read_text().strip()
+        try:
+            token = Path(self.args.controller_token_file).read_text().strip()
+        except OSError as e:
+            raise SystemExit(f"--controller-token-file: cannot read this node's token: {e}") from e
         self.source = ControllerSource(
             self.args.controller, token, self.args.controller_ca, self.view
         )

@@ -32,6 +32,9 @@ from fyke.kube.policywatch import ClusterPolicies, Versions, compile_docs
 
 log = logging.getLogger("fyke.controller")
 PING_SECONDS = 10.0
+# Updates a watcher may have pending; one that falls further behind (a stalled agent) is
+# cut off and, when it comes back, starts over from a snapshot.
+MAX_PENDING = 1000
 
 # Kinds that carry Antrea's NetworkPolicyStatus (status.phase, observedGeneration,
 # currentNodesRealized, desiredNodesRealized).
@@ -114,7 +117,11 @@ class SpanController:
 
     def _send(self, node: str, msg: dict[str, Any]) -> None:
         for q in self.watchers.get(node, ()):
-            q.put_nowait(msg)
+            if q.qsize() >= MAX_PENDING:
+                log.warning("node %s is %d updates behind: cutting its stream", node, MAX_PENDING)
+                q.put_nowait(_CUT)  # the stream ends; the agent reconnects
+            else:
+                q.put_nowait(msg)
 
     # --- HTTP ---------------------------------------------------------------------------
 
@@ -154,6 +161,8 @@ class SpanController:
                     msg = await asyncio.wait_for(q.get(), PING_SECONDS)
                 except TimeoutError:
                     msg = {"type": "PING"}
+                if msg is _CUT:
+                    break
                 await _write(resp, msg)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -218,6 +227,9 @@ class SpanController:
         await self.client.patch(
             res.Status, name, {"status": status}, patch_type=PatchType.MERGE, **kwargs
         )
+
+
+_CUT: dict[str, Any] = {"type": "CUT"}  # by identity: ends one watcher's stream
 
 
 async def _write(resp: web.StreamResponse, msg: dict[str, Any]) -> None:
