@@ -98,7 +98,9 @@ class SpanController:
 
     async def _recompute(self) -> None:
         docs, versions = self.policies.snapshot()
-        nodes = set(self.policies.node_names()) | set(self.spans) | set(self.watchers)
+        # Nodes the cluster lists, and nodes whose agent watches (it may come before its
+        # Node object); a node gone from both is forgotten, with what it reported.
+        nodes = set(self.policies.node_names()) | set(self.watchers)
         ev, invalid = await asyncio.to_thread(compile_docs, docs)
         spans = await asyncio.to_thread(cluster_spans, ev, sorted(nodes), versions)
         self.compiles += 1
@@ -110,6 +112,8 @@ class SpanController:
             if update is not None:
                 self._send(node, {"type": "UPDATE", **update})
         self.spans = spans
+        for gone in set(self.realized) - set(spans):
+            del self.realized[gone]
         self.versions = versions
         self.invalid = invalid
         self.synced.set()
