@@ -84,3 +84,28 @@ def test_a_watcher_too_far_behind_is_cut_off() -> None:
     items = [q.get_nowait() for _ in range(q.qsize())]
     assert items[-1] is spans._CUT
     assert [m["n"] for m in items[:-1]] == list(range(spans.MAX_PENDING))
+
+
+NO_TIER = {
+    "apiVersion": "crd.antrea.io/v1beta1",
+    "kind": "NetworkPolicy",
+    "metadata": {"name": "lost", "namespace": "x"},
+    "spec": {
+        "tier": "nosuch",
+        "priority": 1,
+        "appliedTo": [{"podSelector": {}}],
+        "ingress": [{"action": "Drop"}],
+    },
+}
+
+
+def test_a_policy_naming_no_tier_fails_alone() -> None:
+    """Tier references are checked when compiling, after the objects were read: the
+    controller leaves that policy out (Failed) and enforces the rest."""
+    c = _controller([NO_TIER])
+    asyncio.run(c._recompute())
+    status = c.statuses()
+    lost = status["crd.antrea.io/NetworkPolicy/x/lost"]
+    assert lost["phase"] == "Failed" and "nosuch" in lost["conditions"][0]["message"]
+    assert status[ACNP + "quarantine-z-c"]["phase"] == "Realizing"
+    assert any(s.policies for s in c.spans.values())

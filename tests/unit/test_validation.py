@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fyke.api.errors import ValidationError
 from tests.unit.conftest import Run
 
 POD = """
@@ -259,3 +260,51 @@ def test_bad_port_argument(fykectl: Run) -> None:
     code, _, err = fykectl(POD, "policy", "matrix", "--port", "80/ICMP", "-o", "json")
     assert code == 1
     assert "protocol must be one of TCP, UDP, SCTP" in err
+
+
+def test_a_lenient_compile_leaves_out_a_policy_whole() -> None:
+    """Strict (offline tools): a policy whose group nesting is too deep is an error.
+    Lenient (controller): that policy is left out with none of its rules, the rest kept."""
+    from fyke.api.load import load_texts
+    from fyke.policy.compile import compile_policies
+
+    text = """
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterGroup
+metadata: {name: g1}
+spec: {childGroups: [g2]}
+---
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterGroup
+metadata: {name: g2}
+spec: {childGroups: [g3]}
+---
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterGroup
+metadata: {name: g3}
+spec: {podSelector: {}}
+---
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: deep}
+spec:
+  priority: 1
+  appliedTo: [{podSelector: {}}]
+  ingress:
+  - {action: Allow, from: [{podSelector: {}}]}
+  - {action: Drop, from: [{group: g1}]}
+---
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: fine}
+spec:
+  priority: 2
+  appliedTo: [{podSelector: {}}]
+  ingress: [{action: Drop}]
+"""
+    inv = load_texts([("t", text)])
+    with pytest.raises(ValidationError, match="nesting"):
+        compile_policies(inv)
+    lenient = compile_policies(inv, strict=False)
+    assert {r.policy.name for r in lenient.rules} == {"fine"}
+    assert [(i[1], i[3]) for i in lenient.invalid] == [("ClusterNetworkPolicy", "deep")]

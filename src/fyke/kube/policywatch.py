@@ -121,11 +121,12 @@ def compile_docs(docs: list[dict[str, Any]]) -> tuple[Evaluator, dict[str, str]]
     """Manifests compiled into an evaluator, and the policy objects skipped as invalid
     (policy key -> what is wrong). Pure: runs in a worker thread."""
     inv = load_objects(docs)
-    for w in inv.warnings:
+    compiled = compile_policies(inv, strict=False)  # one bad object must not stop the rest
+    for w in compiled.warnings:
         log.warning("%s", w)
     invalid = {
         policy_key(api.rpartition("/")[0], kind, {"namespace": ns, "name": name}): why
-        for api, kind, ns, name, why in inv.invalid
+        for api, kind, ns, name, why in (*inv.invalid, *compiled.invalid)
     }
-    ev = Evaluator(Cluster(inv.namespaces, inv.pods, inv.nodes), compile_policies(inv))
+    ev = Evaluator(Cluster(inv.namespaces, inv.pods, inv.nodes), compiled)
     return ev, invalid

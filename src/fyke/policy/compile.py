@@ -79,9 +79,16 @@ class _Builder:
         )
 
 
-def compile_policies(inv: Inventory) -> CompiledPolicies:
-    """The internal rules of every policy in the inventory, in evaluation order."""
+def compile_policies(inv: Inventory, *, strict: bool = True) -> CompiledPolicies:
+    """The internal rules of every policy in the inventory, in evaluation order.
+
+    strict (the offline tools): an object the others make invalid (a policy naming a Tier
+    that does not exist, two Tiers of one priority, groups nested too deep) is an error.
+    Lenient (the controller, which must go on enforcing everything else): such an object
+    is left out, whole, and listed in `invalid`.
+    """
     b = _Builder(warnings=list(inv.warnings))
+    invalid: list[tuple[str, str, str, str, str]] = []
     logged = {
         ns.name for ns in inv.namespaces if ns.annotations.get(NP_LOGGING_ANNOTATION) == "true"
     }
@@ -89,13 +96,25 @@ def compile_policies(inv: Inventory) -> CompiledPolicies:
         _network_policy(b, np, logged=np.namespace in logged)
     for ap in inv.admin_policies:
         _admin_policy(b, ap)
-    tiers = _tiers(inv.tiers)
+    tiers = _tiers(inv.tiers, None if strict else invalid)
     groups = _Groups(inv.groups, b.warnings)
     for pol in inv.antrea_policies:
-        _antrea_policy(b, pol, tiers, groups)
+        if strict:
+            _antrea_policy(b, pol, tiers, groups)
+            continue
+        mark = (len(b.rules), len(b.isolations), len(b.warnings))
+        try:
+            _antrea_policy(b, pol, tiers, groups)
+        except ValidationError as e:
+            del b.rules[mark[0] :], b.isolations[mark[1] :], b.warnings[mark[2] :]
+            invalid.append((f"{antrea.GROUP}/v1beta1", pol.kind, pol.namespace, pol.name, str(e)))
+            b.warnings.append(f"skipping invalid object: {e}")
     rules = sorted(b.rules, key=lambda r: r.order)
     return CompiledPolicies(
-        rules=tuple(rules), isolations=tuple(b.isolations), warnings=tuple(b.warnings)
+        rules=tuple(rules),
+        isolations=tuple(b.isolations),
+        warnings=tuple(b.warnings),
+        invalid=tuple(invalid),
     )
 
 
@@ -210,22 +229,30 @@ def _admin_peer(p: AdminPeer) -> list[Term]:
 # --- crd.antrea.io ------------------------------------------------------------------------
 
 
-def _tiers(custom: Iterable[Tier]) -> dict[str, int]:
+def _tiers(
+    custom: Iterable[Tier], invalid: list[tuple[str, str, str, str, str]] | None = None
+) -> dict[str, int]:
+    """Tier name -> priority. A Tier that clashes is an error, or (with `invalid`) left
+    out and listed there: the first of two clashing Tiers stays."""
     tiers = dict(antrea.BUILTIN_TIERS)
     by_priority = {p: n for n, p in tiers.items()}
     for t in custom:
         ref = f"Tier {t.name}"
         if t.name in antrea.BUILTIN_TIERS:
             continue  # a copy of a static tier, as `kubectl get tiers -o yaml` prints them
+        problem = None
         if t.name in tiers:
-            raise ValidationError(None, "", f"{ref}: defined twice")
-        if t.priority in by_priority:
-            raise ValidationError(
-                None,
-                "",
+            problem = f"{ref}: defined twice"
+        elif t.priority in by_priority:
+            problem = (
                 f"{ref}: spec.priority: {t.priority} overlaps with existing Tier "
-                f"{by_priority[t.priority]}",
+                f"{by_priority[t.priority]}"
             )
+        if problem is not None:
+            if invalid is None:
+                raise ValidationError(None, "", problem)
+            invalid.append((f"{antrea.GROUP}/v1beta1", "Tier", "", t.name, problem))
+            continue
         tiers[t.name] = t.priority
         by_priority[t.priority] = t.name
     return tiers

@@ -174,3 +174,5 @@ class CompiledPolicies:
     rules: tuple[Rule, ...]
     isolations: tuple[Isolation, ...]
     warnings: tuple[str, ...] = ()
+    # Objects left out by a lenient compile: (apiVersion, kind, namespace, name, why).
+    invalid: tuple[tuple[str, str, str, str, str], ...] = ()
