@@ -12,7 +12,8 @@ learnt by snooping ARP: the first packet to a peer it has not seen is dropped wh
 asks (a 1 s TCP SYN retransmission). So with that datapath the controller also resolves
 each peer's MAC through the node's kernel and sets it in OVS (`tnl/neigh/set`), flushing
 and setting them again when a peer leaves (a node that comes back under the same IP has a
-new MAC).
+new MAC). A restarted agent keeps the entries OVS holds (flushing them would drop traffic
+to every peer until each is resolved again) and re-checks each once.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class TunnelNeighbors:
         self.ctl = vswitchd_ctl
         self.node_ip = node_ip
         self.known: dict[str, str] = {}  # peer IP -> MAC set in OVS
+        self.unchecked: set[str] = set()  # found in OVS at start, not resolved since
         self.first = True
 
     def _appctl(self, *args: str) -> None:
@@ -142,6 +144,21 @@ class TunnelNeighbors:
                         return str(n["lladdr"])
         return None
 
+    def _show(self) -> dict[str, str]:
+        """The cache as OVS holds it: peer IP -> MAC."""
+        out = subprocess.run(
+            ["ovs-appctl", "-t", str(self.ctl), "tnl/neigh/show"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        found = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0][:1].isdigit() and ":" in parts[1]:
+                found[parts[0]] = parts[1]
+        return found
+
     def sync(self, peers: list[PeerNode]) -> bool:
         """True when every peer's MAC is set."""
         dev = self._device() if self.node_ip else None
@@ -149,10 +166,18 @@ class TunnelNeighbors:
             log.warning("no device holds the node IP %s: tunnel neighbors not set", self.node_ip)
             return True
         want = {p.ip for p in peers}
-        if self.first or self.known.keys() - want:
-            self._appctl("tnl/neigh/flush")
-            self.known = {}
+        if self.first:
+            # A restarted agent keeps what the cache holds (flushing it would drop traffic
+            # to every peer until each is resolved again) and checks each entry once.
+            self.known = self._show()
+            self.unchecked = set(self.known)
             self.first = False
+        if self.known.keys() - want:
+            # No per-entry delete exists: flush, then put back at once what stays.
+            self._appctl("tnl/neigh/flush")
+            self.known = {ip: held for ip, held in self.known.items() if ip in want}
+            for ip, held in self.known.items():
+                self._appctl("tnl/neigh/set", dev, ip, held)
         complete = True
         for ip in sorted(want - self.known.keys()):
             mac = self._resolve(ip, dev)
@@ -162,6 +187,13 @@ class TunnelNeighbors:
                 continue
             self._appctl("tnl/neigh/set", dev, ip, mac)
             self.known[ip] = mac
+        for ip in sorted(self.unchecked & want):
+            fresh = self._resolve(ip, dev)
+            if fresh is not None and fresh != self.known.get(ip):
+                log.info("peer %s is now at %s", ip, fresh)
+                self._appctl("tnl/neigh/set", dev, ip, fresh)
+                self.known[ip] = fresh
+            self.unchecked.discard(ip)
         return complete
 
 
