@@ -74,16 +74,25 @@ def test_an_invalid_policy_fails_naming_the_field_and_spares_the_rest() -> None:
 
 
 def test_a_watcher_too_far_behind_is_cut_off() -> None:
+    """Its handler (stuck writing to an agent that stopped reading) is cancelled and the
+    queue dropped; the agent reconnects and starts from a snapshot."""
     from fyke.controller import spans
 
-    c = _controller([])
-    q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    c.watchers["node-1"].add(q)
-    for i in range(spans.MAX_PENDING + 1):
-        c._send("node-1", {"type": "UPDATE", "n": i})
-    items = [q.get_nowait() for _ in range(q.qsize())]
-    assert items[-1] is spans._CUT
-    assert [m["n"] for m in items[:-1]] == list(range(spans.MAX_PENDING))
+    async def go() -> None:
+        c = _controller([])
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        stuck = asyncio.create_task(asyncio.sleep(3600))
+        c.watchers["node-1"].add(q)
+        c._handlers[q] = stuck
+        for i in range(spans.MAX_PENDING):
+            c._send("node-1", {"type": "UPDATE", "n": i})
+        assert q in c.watchers["node-1"] and not stuck.cancelled()
+        c._send("node-1", {"type": "UPDATE", "n": spans.MAX_PENDING})
+        await asyncio.sleep(0)
+        assert q not in c.watchers["node-1"] and stuck.cancelled()
+        assert q.qsize() == spans.MAX_PENDING
+
+    asyncio.run(go())
 
 
 NO_TIER = {

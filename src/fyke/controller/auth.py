@@ -10,17 +10,31 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from pathlib import Path
 
+SECRET_BYTES = 32
+
 
 def ensure_secret(path: Path) -> bytes:
-    """The secret in `path`, made (root-only) when missing."""
+    """The secret in `path`, made (root-only, written whole or not at all) when missing.
+    A secret file that is short or not hex is an error: with a guessable secret anyone
+    could make any node's token."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
-    return bytes.fromhex(path.read_text().strip())
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(SECRET_BYTES))
+        os.replace(tmp, path)
+    try:
+        secret = bytes.fromhex(path.read_text().strip())
+    except ValueError as e:
+        raise ValueError(f"{path}: not a hex secret: {e}") from e
+    if len(secret) < SECRET_BYTES:
+        raise ValueError(f"{path}: the secret is {len(secret)} bytes; {SECRET_BYTES} needed")
+    return secret
 
 
 def _mac(secret: bytes, node: str) -> str:
@@ -36,6 +50,6 @@ def node_token(secret: bytes, node: str) -> str:
 def node_of(secret: bytes, token: str) -> str | None:
     """The node a token was made for, or None if the token is not genuine."""
     node, _, mac = token.strip().rpartition(".")
-    if not node or not hmac.compare_digest(mac, _mac(secret, node)):
+    if not node or not hmac.compare_digest(mac.encode(), _mac(secret, node).encode()):
         return None
     return node

@@ -82,6 +82,7 @@ class SpanController:
         self._status_dirty = asyncio.Event()
         self._written: dict[str, dict[str, Any]] = {}  # policy -> status last written
         self._tasks: list[asyncio.Task[None]] = []
+        self._handlers: dict[asyncio.Queue[dict[str, Any]], asyncio.Task[Any]] = {}
         self.compiles = 0
 
     # --- compile and fan out ------------------------------------------------------------
@@ -103,6 +104,11 @@ class SpanController:
         nodes = set(self.policies.node_names()) | set(self.watchers)
         ev, invalid = await asyncio.to_thread(compile_docs, docs)
         spans = await asyncio.to_thread(cluster_spans, ev, sorted(nodes), versions)
+        # An agent that started watching during the compile holds a placeholder span: it
+        # must get the difference to its real one like everyone else.
+        late = sorted(set(self.watchers) - set(spans))
+        if late:
+            spans.update(cluster_spans(ev, late, versions))
         self.compiles += 1
         for node, new in spans.items():
             old = self.spans.get(node)
@@ -120,12 +126,17 @@ class SpanController:
         self._status_dirty.set()
 
     def _send(self, node: str, msg: dict[str, Any]) -> None:
-        for q in self.watchers.get(node, ()):
-            if q.qsize() >= MAX_PENDING:
-                log.warning("node %s is %d updates behind: cutting its stream", node, MAX_PENDING)
-                q.put_nowait(_CUT)  # the stream ends; the agent reconnects
-            else:
+        for q in list(self.watchers.get(node, ())):
+            if q.qsize() < MAX_PENDING:
                 q.put_nowait(msg)
+                continue
+            # The stream ends (even when the agent stopped reading and the handler is stuck
+            # in a write); the agent reconnects and starts over from a snapshot.
+            log.warning("node %s is %d updates behind: cutting its stream", node, MAX_PENDING)
+            self.watchers[node].discard(q)
+            handler = self._handlers.pop(q, None)
+            if handler is not None:
+                handler.cancel()
 
     # --- HTTP ---------------------------------------------------------------------------
 
@@ -157,6 +168,9 @@ class SpanController:
             span = self.spans[node] = NodeSpan(versions=dict(self.versions))
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.watchers[node].add(q)  # no await since the span was read: no update missed
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers[q] = handler
         log.info("node %s watches its span (%d policies)", node, len(span.policies))
         try:
             await _write(resp, {"type": "SNAPSHOT", "span": span_json(span)})
@@ -165,12 +179,11 @@ class SpanController:
                     msg = await asyncio.wait_for(q.get(), PING_SECONDS)
                 except TimeoutError:
                     msg = {"type": "PING"}
-                if msg is _CUT:
-                    break
                 await _write(resp, msg)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
+            self._handlers.pop(q, None)
             self.watchers[node].discard(q)
             if not self.watchers[node]:
                 del self.watchers[node]
@@ -218,11 +231,20 @@ class SpanController:
                 try:
                     await self._patch_status(key, status)
                     self._written[key] = status
-                except (ApiError, OSError) as e:
-                    log.warning("status of %s not written: %s", key, e)
+                except ApiError as e:
+                    if e.status.code == 404:
+                        continue  # deleted meanwhile
+                    log.warning("status of %s not written: %s; retrying", key, e)
+                    self._retry_status()
+                except Exception as e:  # an API server blip must not end status for good
+                    log.warning("status of %s not written: %r; retrying", key, e)
+                    self._retry_status()
             for key in list(self._written):
                 if key not in self.versions:
                     del self._written[key]
+
+    def _retry_status(self, delay: float = 2.0) -> None:
+        asyncio.get_running_loop().call_later(delay, self._status_dirty.set)
 
     async def _patch_status(self, key: str, status: dict[str, Any]) -> None:
         group, kind, ns, name = key.split("/", 3)
@@ -231,9 +253,6 @@ class SpanController:
         await self.client.patch(
             res.Status, name, {"status": status}, patch_type=PatchType.MERGE, **kwargs
         )
-
-
-_CUT: dict[str, Any] = {"type": "CUT"}  # by identity: ends one watcher's stream
 
 
 async def _write(resp: web.StreamResponse, msg: dict[str, Any]) -> None:
