@@ -290,9 +290,13 @@ class Agent:
 
     def _appctl(self, command: str) -> None:
         ctl = OvsPaths(dir=Path(self.args.ovs_dir)).vswitchd_ctl
-        r = subprocess.run(
-            ["ovs-appctl", "-t", str(ctl), command], capture_output=True, text=True, timeout=30
-        )
+        try:
+            r = subprocess.run(
+                ["ovs-appctl", "-t", str(ctl), command], capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            log.warning("%s failed: %s", command, e)
+            return
         if r.returncode != 0:
             log.warning("%s failed: %s", command, r.stderr.strip())
 

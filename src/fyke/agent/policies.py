@@ -75,7 +75,15 @@ class PolicyView:
         self._dirty.set()
 
     def update(self, update: dict[str, Any]) -> None:
-        apply(self.span, update)
+        """Apply an update whole or not at all (flows are built from the span meanwhile)."""
+        span = NodeSpan(
+            policies=dict(self.span.policies),
+            applied_groups=dict(self.span.applied_groups),
+            address_groups=dict(self.span.address_groups),
+            versions=dict(self.span.versions),
+        )
+        apply(span, update)
+        self.span = span
         self._dirty.set()
 
     def start(self) -> None:
@@ -91,10 +99,13 @@ class PolicyView:
             await asyncio.sleep(0.05)  # let a burst of updates settle
             self._dirty.clear()
             try:
-                await asyncio.to_thread(self._save, span_json(self.span))
                 await self.changed()
             except Exception:
                 log.exception("realizing policies failed; retrying on the next change")
+            try:  # after the flows: a disk problem must not hold up enforcement
+                await asyncio.to_thread(self._save, span_json(self.span))
+            except OSError as e:
+                log.warning("span cache %s not written: %s", self.cache, e)
 
     def _save(self, data: dict[str, Any]) -> None:
         tmp = self.cache.with_suffix(".tmp")
@@ -136,6 +147,10 @@ class LocalSource:
         pass  # nobody to tell: realized.json is all
 
 
+class Refused(Exception):
+    """The controller refused this node's credentials."""
+
+
 class ControllerSource:
     """The span as the controller streams it; reports back what the flows realize."""
 
@@ -170,7 +185,11 @@ class ControllerSource:
             try:
                 await self._watch()
                 delay = RETRY_MIN
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as e:
+            except asyncio.CancelledError:
+                raise
+            except (Refused, aiohttp.ClientSSLError) as e:  # wrong token or CA: say it loudly
+                log.error("controller stream: %s; keeping the span; retrying", e)
+            except Exception as e:
                 # Said once per outage: the flows stay as they are meanwhile.
                 level = logging.WARNING if self.connected else logging.DEBUG
                 log.log(level, "controller stream: %r; keeping the span; retrying", e)
@@ -184,6 +203,8 @@ class ControllerSource:
         async with self._session.get(
             f"{self.url}/v1/span/watch", ssl=self.tls, timeout=timeout
         ) as resp:
+            if resp.status in (401, 403):
+                raise Refused(f"HTTP {resp.status}: {(await resp.text()).strip()}")
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status}: {(await resp.text()).strip()}")
             buf = b""
