@@ -97,6 +97,7 @@ class Agent:
         self._realized_seq = 0  # the flow sync whose realized.json was written last
         self._syncs = 0
         self._policy_flows: list[Flow] = []  # as last installed
+        self._reports: set[asyncio.Task[None]] = set()
 
     async def _own_node(self) -> tuple[ipaddress.IPv4Network, str | None]:
         """This node's podCIDR (waited for) and InternalIP."""
@@ -170,7 +171,10 @@ class Agent:
             self._syncs += 1
             seq = self._syncs
         if realized is not None:
-            await self._report_realized(realized, seq)
+            # In the background: the caller (a CNI ADD, say) need not wait for it.
+            task = asyncio.create_task(self._report_realized(realized, seq))
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
 
     async def _report_realized(self, realized: dict[str, list[object]], seq: int) -> None:
         """Write realized.json (what `lab apply --wait` reads) and tell the controller: the
@@ -185,8 +189,12 @@ class Agent:
             if self.args.datapath_type != "netdev":  # netdev: purged in sync_flows
                 await asyncio.to_thread(self._appctl, "revalidator/wait")
             tmp = self.state / "realized.json.tmp"
-            tmp.write_text(json.dumps(realized, sort_keys=True))
-            tmp.replace(self.state / "realized.json")
+            try:
+                tmp.write_text(json.dumps(realized, sort_keys=True))
+                tmp.replace(self.state / "realized.json")
+            except OSError as e:
+                log.warning("realized.json not written: %s", e)
+                return
             self._realized_written = realized
             self._realized_seq = seq
             if self.source is not None:

@@ -130,15 +130,18 @@ class LocalSource:
         self.node = node
         self.view = view
         self.policies = ClusterPolicies(client, self._recompute)
+        self._compiling = asyncio.Lock()
 
     async def start(self) -> None:
         await self.policies.start()
         await self._recompute()
 
     async def _recompute(self) -> None:
-        docs, versions = self.policies.snapshot()
-        ev, _ = await asyncio.to_thread(compile_docs, docs)
-        self.view.replace(cluster_spans(ev, [self.node], versions)[self.node])
+        async with self._compiling:  # one at a time: an older one must not land last
+            docs, versions = self.policies.snapshot()
+            ev, _ = await asyncio.to_thread(compile_docs, docs)
+            spans = await asyncio.to_thread(cluster_spans, ev, [self.node], versions)
+            self.view.replace(spans[self.node])
 
     async def stop(self) -> None:
         await self.policies.stop()
@@ -207,13 +210,16 @@ class ControllerSource:
                 raise Refused(f"HTTP {resp.status}: {(await resp.text()).strip()}")
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status}: {(await resp.text()).strip()}")
-            buf = b""
+            buf = bytearray()  # one message per line; a snapshot is one (long) line
             async for chunk in resp.content.iter_any():
+                start = len(buf)
                 buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if line:
-                        self._handle(json.loads(line))
+                end = buf.find(b"\n", start)
+                while end >= 0:
+                    if end:
+                        self._handle(json.loads(buf[:end]))
+                    del buf[: end + 1]
+                    end = buf.find(b"\n")
 
     def _handle(self, msg: dict[str, Any]) -> None:
         match msg.get("type"):

@@ -83,6 +83,7 @@ class SpanController:
         self._written: dict[str, dict[str, Any]] = {}  # policy -> status last written
         self._tasks: list[asyncio.Task[None]] = []
         self._handlers: dict[asyncio.Queue[dict[str, Any]], asyncio.Task[Any]] = {}
+        self._compiling = asyncio.Lock()
         self.compiles = 0
 
     # --- compile and fan out ------------------------------------------------------------
@@ -98,6 +99,10 @@ class SpanController:
             t.cancel()
 
     async def _recompute(self) -> None:
+        async with self._compiling:  # one at a time: an older one must not land last
+            await self._recompute_now()
+
+    async def _recompute_now(self) -> None:
         docs, versions = self.policies.snapshot()
         # Nodes the cluster lists, and nodes whose agent watches (it may come before its
         # Node object); a node gone from both is forgotten, with what it reported.

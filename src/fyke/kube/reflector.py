@@ -120,6 +120,11 @@ class Reflector:
             except asyncio.CancelledError:
                 raise
             except (ApiError, httpx.HTTPError, KeyError, ValueError) as e:
+                if _status(e) == 404 and not self.synced.is_set():
+                    # The server does not serve this kind (a CRD not installed): nothing
+                    # of it exists. Keep asking, in case it is installed later.
+                    log.info("%s: not served by the API server; none exist", self.kind.kind)
+                    self.synced.set()
                 gone = _status(e) == 410
                 log.info(
                     "%s reflector: %s; relisting%s",
