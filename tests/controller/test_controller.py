@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 
 from fyke.api.load import documents
-from fyke.controller.auth import ensure_secret, node_token
+from fyke.controller.auth import ADMIN, ensure_secret, node_token
 from tests.lab.conftest import LabApiServer
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -183,6 +183,19 @@ def test_only_a_genuine_node_token_is_served(cluster: Any) -> None:
         assert await status(c.token("node-1")[:-1] + "x") == 401
         assert await status(forged.token("node-1"), "POST", "realized") == 401
         assert await status(c.token("node-1"), "POST", "realized") == 200
+        # The admin token queries; it is no node's, and nodes do not query.
+        assert await status(c.token(ADMIN)) == 403
+        async with await _session(c, c.token("node-1")) as s:
+            body = {"from": "x/a", "to": "z/c", "port": "80/TCP"}
+            async with s.post(f"{c.url}/v1/evaluate", json=body) as r:
+                assert r.status == 403
+        async with await _session(c, c.token(ADMIN)) as s:
+            async with s.post(f"{c.url}/v1/evaluate", json=body) as r:
+                assert r.status == 200
+                assert (await r.json())["verdict"] == "reject"
+            bad = {"from": "x/a", "to": "z/c", "port": "80/XTP"}
+            async with s.post(f"{c.url}/v1/evaluate", json=bad) as r:
+                assert r.status == 400 and "protocol" in (await r.json())["error"]
 
     asyncio.run(go())
 

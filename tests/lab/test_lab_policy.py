@@ -590,3 +590,39 @@ def test_audit_log_names_the_policies_behind_an_isolation_drop(lab: Path) -> Non
     finally:
         subprocess.run(["kubectl", "annotate", "ns", "y", f"{annotation}-"], env=env, check=True)
         fykectl("delete", "-f", str(policy), "--wait", state=lab)
+
+
+def test_lab_explain_asks_the_controller_and_agrees_with_the_offline_explain(lab: Path) -> None:
+    fykectl("apply", "-f", str(EXAMPLES / "policies.yaml"), "--wait", state=lab)
+    try:
+        for src, dst, port in (
+            ("z/a", "y/b", "80/TCP"),  # dropped
+            ("x/a", "z/c", "80/TCP"),  # rejected
+            ("x/a", "y/b", "80/TCP"),  # allowed after a Pass
+            ("y/c", "x/b", "81/UDP"),
+        ):
+            live = json.loads(
+                fykectl(
+                    "explain", "--from", src, "--to", dst, "--port", port, "-o", "json", state=lab
+                ).stdout
+            )
+            offline = json.loads(
+                subprocess.run(
+                    [FYKECTL, "policy", "explain", "-f", str(EXAMPLES / "cluster.yaml"),
+                     "-f", str(EXAMPLES / "policies.yaml"), "--from", src, "--to", dst,
+                     "--port", port, "-o", "json"],
+                    capture_output=True, text=True, check=True,
+                ).stdout
+            )  # fmt: skip
+            for key in ("verdict", "egress", "ingress"):
+                assert live[key] == offline[key], (src, dst, port, key)
+        text = fykectl("explain", "--from", "x/a", "--to", "z/c", "--port", "80/TCP", state=lab)
+        assert "quarantine-z-c" in text.stdout and "Reject" in text.stdout
+        bad = subprocess.run(
+            [FYKECTL, "lab", "explain", "--from", "x/nosuch", "--to", "z/c", "--port", "80/TCP",
+             "--state-dir", str(lab)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert bad.returncode == 1 and "no pod x/nosuch" in bad.stderr, bad.stderr
+    finally:
+        fykectl("delete", "-f", str(EXAMPLES / "policies.yaml"), "--wait", state=lab)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,16 @@ def register(sub: Any) -> None:
     pr.add_argument("--timeout", type=float, default=2.0, help="seconds before a drop")
     _state(pr)
     pr.set_defaults(func=run_probe)
+
+    ex = lsub.add_parser(
+        "explain", help="ask the lab's controller why a connection is allowed or denied now"
+    )
+    ex.add_argument("--from", dest="src", required=True, metavar="NS/POD|IP")
+    ex.add_argument("--to", dest="dst", required=True, metavar="NS/POD|IP")
+    ex.add_argument("--port", required=True, metavar="PORT/PROTO")
+    ex.add_argument("-o", "--output", choices=("json", "text"), default="text")
+    _state(ex)
+    ex.set_defaults(func=run_explain)
 
     kc = lsub.add_parser("kubeconfig", help="print the lab's kubeconfig")
     kc.add_argument("--path", action="store_true", help="print its path instead")
@@ -169,6 +181,44 @@ def run_apply(args: argparse.Namespace) -> int:
 
 def run_delete(args: argparse.Namespace) -> int:
     return _apply_or_delete(args, delete=True)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """`policy explain` against the live cluster: the controller's compiled view."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from fyke.lab.up import admin_token, controller_dir, controller_url, load_spec
+
+    state = Path(args.state_dir)
+    load_spec(state)  # a clear error when there is no lab
+    tls = ssl.create_default_context(cafile=str(controller_dir(state) / "ca.crt"))
+    body = json.dumps({"from": args.src, "to": args.dst, "port": args.port}).encode()
+    fmt = "" if args.output == "json" else "?format=text"
+    req = urllib.request.Request(
+        f"{controller_url()}/v1/evaluate{fmt}",
+        data=body,
+        headers={
+            "Authorization": f"Bearer {admin_token(state).read_text().strip()}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, context=tls, timeout=30) as resp:
+            text = resp.read().decode()
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode()
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            detail = json.loads(detail)["error"]
+        raise RuntimeError(f"the controller says: {detail.strip()}") from None
+    except urllib.error.URLError as e:
+        raise RuntimeError(f"the lab's controller is not reachable: {e.reason}") from None
+    if args.output == "json":
+        print(json.dumps(json.loads(text), indent=2))
+    else:
+        print(text, end="")
+    return 0
 
 
 def run_probe(args: argparse.Namespace) -> int:

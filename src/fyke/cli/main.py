@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except ValidationError as e:
+    except (ValidationError, RuntimeError) as e:  # the lab raises RuntimeError for the user
         print(f"error: {e}", file=sys.stderr)
         return 1
     return code

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fyke.api.core import Protocol
 from fyke.api.errors import ValidationError
 from fyke.api.load import load_texts
 from fyke.policy.cluster import Cluster
@@ -64,22 +63,7 @@ def _input_args(p: argparse.ArgumentParser) -> None:
 
 
 def parse_port(text: str) -> PortQuery:
-    number, _, proto = text.partition("/")
-    try:
-        port = int(number)
-    except ValueError:
-        raise ValidationError(
-            None, "--port", f"{text!r}: expected PORT/PROTO such as 80/TCP"
-        ) from None
-    if not 1 <= port <= 65535:
-        raise ValidationError(None, "--port", f"{text!r}: port must be between 1 and 65535")
-    try:
-        protocol = Protocol((proto or "TCP").upper())
-    except ValueError:
-        raise ValidationError(
-            None, "--port", f"{text!r}: protocol must be one of TCP, UDP, SCTP"
-        ) from None
-    return PortQuery(protocol, port)
+    return PortQuery.parse(text)
 
 
 def _read_inputs(names: list[str]) -> list[tuple[str, str]]:

@@ -15,6 +15,9 @@ import secrets
 from pathlib import Path
 
 SECRET_BYTES = 32
+# The identity of whoever may query the controller (policy evaluation). Node names are DNS
+# names, which never start with "_", so no node can be it.
+ADMIN = "_admin"
 
 
 def ensure_secret(path: Path) -> bytes:

@@ -9,6 +9,10 @@ HTTP API (HTTPS; every call carries `Authorization: Bearer NODE-TOKEN`, see auth
                            every PING_SECONDS; the node is the token's
   POST /v1/span/realized   {"versions": {POLICY: [uid, generation]}}: the policy versions
                            whose flows the node has installed
+  POST /v1/evaluate        {"from": "NS/POD"|IP, "to": ..., "port": "80/TCP"}: the verdict
+                           for that connection in the cluster as it is now, and why (the
+                           JSON of `fykectl policy explain`; ?format=text for its text).
+                           Needs the admin token (ADMIN's node token; see auth.py)
   GET  /healthz            "ok" (no token)
 """
 
@@ -25,10 +29,14 @@ from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 
-from fyke.controller.auth import node_of
+from fyke.api.errors import ValidationError
+from fyke.controller.auth import ADMIN, node_of
 from fyke.datapath.span import NodeSpan, cluster_spans, diff, span_json
 from fyke.kube import resources
 from fyke.kube.policywatch import ClusterPolicies, Versions, compile_docs
+from fyke.policy.evaluate import Evaluator
+from fyke.policy.explain import decision_json, decision_text
+from fyke.policy.matrix import PortQuery
 
 log = logging.getLogger("fyke.controller")
 PING_SECONDS = 10.0
@@ -76,6 +84,7 @@ class SpanController:
         self.spans: dict[str, NodeSpan] = {}
         self.versions: Versions = {}
         self.invalid: dict[str, str] = {}  # policy -> why it was skipped
+        self.evaluator: Evaluator | None = None  # the cluster as last compiled
         self.watchers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         self.realized: dict[str, Versions] = {}  # node -> what it reported
         self.synced = asyncio.Event()
@@ -123,6 +132,7 @@ class SpanController:
             if update is not None:
                 self._send(node, {"type": "UPDATE", **update})
         self.spans = spans
+        self.evaluator = ev
         for gone in set(self.realized) - set(spans):
             del self.realized[gone]
         self.versions = versions
@@ -150,15 +160,48 @@ class SpanController:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/v1/span/watch", self._watch)
         app.router.add_post("/v1/span/realized", self._realized)
+        app.router.add_post("/v1/evaluate", self._evaluate)
         return app
 
-    def _node(self, request: web.Request) -> str:
+    def _identity(self, request: web.Request) -> str:
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
-        node = node_of(self.secret, token) if scheme.lower() == "bearer" else None
-        if node is None:
+        who = node_of(self.secret, token) if scheme.lower() == "bearer" else None
+        if who is None:
             raise web.HTTPUnauthorized(text="a node token is required\n")
+        return who
+
+    def _node(self, request: web.Request) -> str:
+        node = self._identity(request)
+        if node == ADMIN:
+            raise web.HTTPForbidden(text="the admin token is not a node's\n")
         return node
+
+    async def _evaluate(self, request: web.Request) -> web.Response:
+        if self._identity(request) != ADMIN:
+            raise web.HTTPForbidden(text="evaluation needs the admin token\n")
+        await self.synced.wait()
+        ev = self.evaluator
+        assert ev is not None
+        try:
+            body = await request.json()
+            src, dst, port = (str(body[k]) for k in ("from", "to", "port"))
+        except (ValueError, KeyError, TypeError) as e:
+            raise web.HTTPBadRequest(
+                text=f'body: want {{"from": ..., "to": ..., "port": "80/TCP"}}: {e!r}\n'
+            ) from e
+        try:
+            query = PortQuery.parse(port, "port")
+            s, d = ev.cluster.endpoint(src), ev.cluster.endpoint(dst)
+            if s.pod is None and d.pod is None:
+                raise ValidationError(None, "", "from or to must be a pod (or a pod's IP)")
+        except ValidationError as e:
+            return web.json_response({"error": str(e)}, status=400)
+        decision = ev.decide(s, d, query.protocol, query.port)
+        names = ev.cluster.describe(s), ev.cluster.describe(d)
+        if request.query.get("format") == "text":
+            return web.Response(text=decision_text(decision, *names, str(query)) + "\n")
+        return web.json_response(decision_json(decision, *names, str(query)))
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.Response(text="ok\n" if self.synced.is_set() else "starting\n")

@@ -177,16 +177,31 @@ def start_controller(state: Path, procs: Processes) -> None:
         raise RuntimeError(f"the controller stopped; see {state / 'logs' / 'controller.log'}")
 
 
-def _node_token(state: Path, node: NodeSpec) -> Path:
-    """The node's controller token, written where only root reads it."""
+def _token(state: Path, who: str, path: Path) -> Path:
+    """A controller token for `who` (a node's name, or ADMIN), where only root reads it."""
     from fyke.controller.auth import ensure_secret, node_token
 
     secret = ensure_secret(controller_dir(state) / "node-token-secret")
-    path = state / "nodes" / node.name / "controller-token"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
-    path.write_text(node_token(secret, node.name))
+    path.write_text(node_token(secret, who))
     return path
+
+
+def _node_token(state: Path, node: NodeSpec) -> Path:
+    return _token(state, node.name, state / "nodes" / node.name / "controller-token")
+
+
+def admin_token(state: Path) -> Path:
+    """What `fykectl lab explain` shows the controller."""
+    from fyke.controller.auth import ADMIN
+
+    path = controller_dir(state) / "admin-token"
+    return path if path.exists() else _token(state, ADMIN, path)
+
+
+def controller_url() -> str:
+    return f"https://{net.HOST_IP}:{CONTROLLER_PORT}"
 
 
 def write_state(state: Path, spec: LabSpec) -> None:
@@ -295,7 +310,7 @@ def start_agent(state: Path, procs: Processes, node: NodeSpec, encap: str) -> No
             "--encap",
             encap,
             "--controller",
-            f"https://{net.HOST_IP}:{CONTROLLER_PORT}",
+            controller_url(),
             "--controller-token-file",
             str(_node_token(state, node)),
             "--controller-ca",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from fyke.api.core import PROTOCOLS, Direction, Pod, Protocol
+from fyke.api.errors import ValidationError
 from fyke.policy.evaluate import Evaluator
 from fyke.policy.model import PASS_TARGET, Action, Layer, PolicyInfo, Rule
 
@@ -31,6 +32,26 @@ class PortQuery:
 
     def __str__(self) -> str:
         return f"{self.port}/{self.protocol.value}"
+
+    @classmethod
+    def parse(cls, text: str, field: str = "--port") -> PortQuery:
+        """PORT/PROTO (protocol TCP when left out); errors name `field`."""
+        number, _, proto = text.partition("/")
+        try:
+            port = int(number)
+        except ValueError:
+            raise ValidationError(
+                None, field, f"{text!r}: expected PORT/PROTO such as 80/TCP"
+            ) from None
+        if not 1 <= port <= 65535:
+            raise ValidationError(None, field, f"{text!r}: port must be between 1 and 65535")
+        try:
+            protocol = Protocol((proto or "TCP").upper())
+        except ValueError:
+            raise ValidationError(
+                None, field, f"{text!r}: protocol must be one of TCP, UDP, SCTP"
+            ) from None
+        return cls(protocol, port)
 
 
 class _Side:
