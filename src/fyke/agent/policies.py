@@ -96,7 +96,7 @@ class PolicyView:
     async def _loop(self) -> None:
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(0.05)  # let a burst of updates settle
+            await asyncio.sleep(0.01)  # updates come one per controller compile: little to wait for
             self._dirty.clear()
             try:
                 await self.changed()

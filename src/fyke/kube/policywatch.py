@@ -86,7 +86,7 @@ class ClusterPolicies:
     async def _loop(self) -> None:
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(0.05)  # let a burst of changes settle
+            await asyncio.sleep(0.02)  # let a burst of changes settle
             self._dirty.clear()
             try:
                 await self.changed()
