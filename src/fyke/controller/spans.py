@@ -93,7 +93,6 @@ class SpanController:
         self._tasks: list[asyncio.Task[None]] = []
         self._handlers: dict[asyncio.Queue[dict[str, Any]], asyncio.Task[Any]] = {}
         self._compiling = asyncio.Lock()
-        self.compiles = 0
 
     # --- compile and fan out ------------------------------------------------------------
 
@@ -123,7 +122,6 @@ class SpanController:
         late = sorted(set(self.watchers) - set(spans))
         if late:
             spans.update(cluster_spans(ev, late, versions))
-        self.compiles += 1
         for node, new in spans.items():
             old = self.spans.get(node)
             if old is None:
