@@ -216,3 +216,20 @@ def test_an_annotated_namespace_logs_its_network_policies_and_their_isolation() 
     # Without the annotation nothing is logged.
     plain = cluster_spans(_evaluator(_examples()), [node], {})[node]
     assert not node_policy(plain, ofports, RuleIds()).logged_isolation
+
+
+def test_the_rule_flow_cache_changes_nothing_but_the_work() -> None:
+    from fyke.datapath.policy import RuleFlowCache, policy_flows
+
+    ev = _evaluator(_generated(7))
+    span = cluster_spans(ev, ["node-1"], {})["node-1"]
+    ofports = {p.key: 10 + i for i, p in enumerate(ev.cluster.pods) if p.node_name == "node-1"}
+    ids, cache = RuleIds(), RuleFlowCache()
+    first = policy_flows(node_policy(span, ofports, ids), round=3, cache=cache)
+    assert cache and first == policy_flows(node_policy(span, ofports, RuleIds()), round=3)
+    # One pod leaves: the cached result equals a fresh build, and the cache keeps only
+    # the rules still realized.
+    fewer = dict(list(ofports.items())[1:])
+    cached = policy_flows(node_policy(span, fewer, ids), round=3, cache=cache)
+    assert cached == policy_flows(node_policy(span, fewer, ids), round=3)
+    assert {k[0] for k in cache} == set(node_policy(span, fewer, ids).rules)

@@ -26,7 +26,7 @@ import aiohttp
 from lightkube import AsyncClient
 
 from fyke.datapath.flow import Flow
-from fyke.datapath.policy import policy_flows
+from fyke.datapath.policy import RuleFlowCache, policy_flows
 from fyke.datapath.span import (
     NodeSpan,
     RuleIds,
@@ -53,6 +53,7 @@ class PolicyView:
         self.cache = state / "span.json"
         self.span = NodeSpan()
         self.ids = RuleIds()
+        self._rule_flows: RuleFlowCache = {}  # each rule's flows, rebuilt only on change
         self.realized: dict[str, list[object]] = {}  # policy -> [uid, generation] of flows
         self.synced = asyncio.Event()  # a span from the source (not the cache) is held
         self._dirty = asyncio.Event()
@@ -116,7 +117,8 @@ class PolicyView:
         """Policy flows for this node's pods, `local` mapping (namespace, name) to ofport."""
         ofports = {f"{ns}/{name}": port for (ns, name), port in local.items()}
         self.realized = {k: list(v) for k, v in self.span.versions.items()}
-        return policy_flows(node_policy(self.span, ofports, self.ids), round=round)
+        node = node_policy(self.span, ofports, self.ids)
+        return policy_flows(node, round=round, cache=self._rule_flows)
 
     def rule(self, rule_id: int) -> Rule | None:
         """The rule behind a rule id found in a flow's cookie or packet-in."""

@@ -390,9 +390,17 @@ def isolation_flows(node: NodePolicy, *, round: int) -> list[Flow]:
     return out
 
 
-def policy_flows(node: NodePolicy, *, round: int) -> list[Flow]:
-    """Every policy flow of the node, sorted by table and descending priority."""
+RuleFlowCache = dict[tuple[RealizedRule, int, int], list[Flow]]
+
+
+def policy_flows(node: NodePolicy, *, round: int, cache: RuleFlowCache | None = None) -> list[Flow]:
+    """Every policy flow of the node, sorted by table and descending priority.
+
+    `cache` (kept by the caller between calls) holds each rule's flows by (rule, priority,
+    round): a change rebuilds only the rules it touches. It is left holding only the
+    rules of this call."""
     prio = priorities(node.rules)
+    used: RuleFlowCache = {}
     flows: list[Flow] = [
         # Established and related connections were admitted when new (as ConntrackState
         # does for egress); this sits above every ingress rule.
@@ -411,6 +419,14 @@ def policy_flows(node: NodePolicy, *, round: int) -> list[Flow]:
         if not 0 <= r.sub < 1 << SUB_BITS:
             raise ValueError(f"rule {r.rule_id}: sub-rule {r.sub} out of range")
         seen.add(r.conj_id)
-        flows.extend(rule_flows(r, prio[r.conj_id], round=round))
+        key = (r, prio[r.conj_id], round)
+        built = cache.get(key) if cache is not None else None
+        if built is None:
+            built = rule_flows(r, prio[r.conj_id], round=round)
+        used[key] = built
+        flows.extend(built)
+    if cache is not None:
+        cache.clear()
+        cache.update(used)
     flows.extend(isolation_flows(node, round=round))
     return sorted(_merge(flows), key=lambda f: (f.table.id, -f.priority))

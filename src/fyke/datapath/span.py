@@ -376,6 +376,18 @@ def apply(span: NodeSpan, update: Mapping[str, Any]) -> None:
 # --- to flows -----------------------------------------------------------------------------
 
 
+class _Blocks(dict[str, IPBlock]):
+    """Address group members as IPBlocks, parsed once (forgotten wholesale when large)."""
+
+    LIMIT = 1 << 20
+
+    def parse(self, text: str) -> IPBlock:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        block = self[text] = parse_block(text)
+        return block
+
+
 class RuleIds:
     """Numbers for rule keys, as flows need them (cookies, conj_ids, packet-in userdata).
 
@@ -386,6 +398,7 @@ class RuleIds:
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
         self._rules: dict[int, Rule] = {}
+        self.blocks = _Blocks()  # address texts parsed, shared by every call
 
     def id(self, key: str) -> int:
         found = self._ids.get(key)
@@ -406,6 +419,7 @@ class RuleIds:
 def node_policy(span: NodeSpan, ofports: Mapping[str, int], ids: RuleIds) -> NodePolicy:
     """The node's policy for the pods that have OVS ports (`ofports`: "ns/name" -> ofport).
     A rule whose protected pods have no port yet realizes nothing."""
+    blocks = ids.blocks
 
     def ports(group: str | None) -> frozenset[int]:
         members = span.applied_groups.get(group or "", frozenset())
@@ -420,7 +434,7 @@ def node_policy(span: NodeSpan, ofports: Mapping[str, int], ids: RuleIds) -> Nod
             peers = None
             if r.address_group is not None:
                 members = span.address_groups.get(r.address_group, frozenset())
-                peers = tuple(parse_block(b) for b in sorted(members))
+                peers = tuple(blocks.get(b) or blocks.parse(b) for b in sorted(members))
             rule_id = ids.id(r.key)
             ids.remember(rule_id, span_rule_model(p, r, rule_id))
             rules.append(
