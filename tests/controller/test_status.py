@@ -1,4 +1,5 @@
-"""The controller's status arithmetic, on reflector caches filled by hand (no server)."""
+"""The controller's core on reflector caches filled by hand (no server): status, what
+triggers a compile, cutting off a watcher that falls behind."""
 
 from __future__ import annotations
 
@@ -118,3 +119,40 @@ def test_a_policy_naming_no_tier_fails_alone() -> None:
     assert lost["phase"] == "Failed" and "nosuch" in lost["conditions"][0]["message"]
     assert status[ACNP + "quarantine-z-c"]["phase"] == "Realizing"
     assert any(s.policies for s in c.spans.values())
+
+
+def test_only_changes_the_compiler_reads_trigger_a_compile() -> None:
+    """A pod's status heartbeat, a node's conditions, a policy's status: no compile.
+    A pod IP, a label, a node address, a namespace annotation: a compile."""
+    from fyke.kube import resources
+    from fyke.kube.reflector import Change
+
+    c = _controller([])
+    pod = {
+        "metadata": {"name": "a", "namespace": "x", "labels": {"pod": "a"}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c", "ports": []}]},
+        "status": {"phase": "Running", "podIP": "10.0.0.1", "conditions": []},
+    }
+    node = {"metadata": {"name": "n", "labels": {}}, "status": {"conditions": [], "addresses": []}}
+    ns = {"metadata": {"name": "x", "labels": {"ns": "x"}}}
+    acnp = {"metadata": {"name": "p", "generation": 1}, "spec": {"priority": 1}, "status": {}}
+
+    def changed(kind: resources.Kind, old: dict[str, Any], edit: Any) -> bool:
+        import copy
+
+        new = copy.deepcopy(old)
+        edit(new)
+        c.policies._dirty.clear()
+        asyncio.run(c.policies._on_change(kind, Change("MODIFIED", new, old)))
+        return c.policies._dirty.is_set()
+
+    assert not changed(resources.POD, pod, lambda p: p["status"]["conditions"].append({}))
+    assert not changed(resources.POD, pod, lambda p: p["metadata"].update(resourceVersion="9"))
+    assert changed(resources.POD, pod, lambda p: p["status"].update(podIP="10.0.0.2"))
+    assert changed(resources.POD, pod, lambda p: p["metadata"]["labels"].update(pod="b"))
+    assert not changed(resources.NODE, node, lambda n: n["status"]["conditions"].append({}))
+    assert changed(resources.NODE, node, lambda n: n["status"]["addresses"].append({}))
+    assert changed(resources.NAMESPACE, ns, lambda n: n["metadata"].update(annotations={}))
+    kind = resources.ANTREA_CLUSTER_NETWORK_POLICY
+    assert not changed(kind, acnp, lambda p: p["status"].update(phase="Realized"))
+    assert changed(kind, acnp, lambda p: p["spec"].update(priority=2))

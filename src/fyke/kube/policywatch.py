@@ -54,9 +54,43 @@ def _spec_of(obj: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
 
 
+def _pod_inputs(obj: dict[str, Any]) -> Any:
+    """What api.core.parse_pod reads of a Pod."""
+    meta, spec, status = (obj.get(k) or {} for k in ("metadata", "spec", "status"))
+    ports = [(c.get("name"), c.get("ports")) for c in spec.get("containers") or ()]
+    return (
+        meta.get("labels"),
+        ports,
+        spec.get("nodeName"),
+        spec.get("serviceAccountName"),
+        spec.get("hostNetwork"),
+        status.get("podIP"),
+        status.get("podIPs"),
+    )
+
+
+def _node_inputs(obj: dict[str, Any]) -> Any:
+    """What api.core.parse_node reads of a Node."""
+    status = obj.get("status") or {}
+    return ((obj.get("metadata") or {}).get("labels"), status.get("addresses"))
+
+
+def _namespace_inputs(obj: dict[str, Any]) -> Any:
+    meta = obj.get("metadata") or {}
+    return (meta.get("labels"), meta.get("annotations"))
+
+
+_INPUTS: dict[resources.Kind, Callable[[dict[str, Any]], Any]] = {
+    resources.POD: _pod_inputs,
+    resources.NODE: _node_inputs,
+    resources.NAMESPACE: _namespace_inputs,
+}
+
+
 class ClusterPolicies:
     """`changed()` is awaited (debounced) after any change that can alter a verdict; a
-    policy object whose status alone changed (the controller writes it) is not one."""
+    policy object whose status alone changed (the controller writes it), or a pod, node or
+    namespace whose change touches nothing the compiler reads, is not one."""
 
     def __init__(self, client: AsyncClient, changed: Callable[[], Awaitable[None]]) -> None:
         self.changed = changed
@@ -67,13 +101,10 @@ class ClusterPolicies:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def _on_change(self, kind: resources.Kind, change: Change) -> None:
-        if (
-            change.type == "MODIFIED"
-            and change.old is not None
-            and kind not in NOT_POLICY
-            and _spec_of(change.old) == _spec_of(change.object)
-        ):
-            return
+        if change.type == "MODIFIED" and change.old is not None:
+            inputs: Callable[[dict[str, Any]], Any] = _INPUTS.get(kind, _spec_of)
+            if inputs(change.old) == inputs(change.object):
+                return  # nothing a verdict depends on changed (a status heartbeat, say)
         self._dirty.set()
 
     async def start(self, *, wait_all: bool = False) -> None:
