@@ -233,3 +233,23 @@ def test_the_rule_flow_cache_changes_nothing_but_the_work() -> None:
     cached = policy_flows(node_policy(span, fewer, ids), round=3, cache=cache)
     assert cached == policy_flows(node_policy(span, fewer, ids), round=3)
     assert {k[0] for k in cache} == set(node_policy(span, fewer, ids).rules)
+
+
+def test_rule_ids_forget_keys_out_of_use_and_never_hand_out_a_held_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fyke.datapath import span as span_mod
+
+    ids = RuleIds()
+    ids.SLACK = 0
+    nums = {k: ids.id(k) for k in "abcdefgh"}
+    assert list(nums.values()) == list(range(1, 9))
+    ids.settle({nums["a"], nums["h"]})  # 8 keys > 2 x 2 used: the others are forgotten
+    assert ids.id("a") == 1 and ids.id("h") == 8
+    assert ids.id("b") == 9  # a forgotten key comes back under a new number
+    monkeypatch.setattr(span_mod, "MAX_RULE_ID", 10)
+    assert ids.id("x") == 10
+    assert ids.id("y") == 2  # wrapped around, past 1 (held by a)
+    assert sorted(ids.id(k) for k in "pqrst") == [3, 4, 5, 6, 7]  # the free ones
+    with pytest.raises(ValueError, match="more than 10 rules"):
+        ids.id("u")  # all ten held

@@ -391,23 +391,47 @@ class _Blocks(dict[str, IPBlock]):
 class RuleIds:
     """Numbers for rule keys, as flows need them (cookies, conj_ids, packet-in userdata).
 
-    A key keeps its number while the process lives, and a number is never given to
-    another key, so an id read from a packet-in always names the rule whose flow sent it.
+    A key keeps its number while it is in use and a while after. Keys out of use are
+    forgotten once they outnumber the ones in use (`settle`), so memory follows the rules
+    there are, not all there ever were; numbers keep counting up and wrap around only after
+    MAX_RULE_ID, skipping those held, so a number read from a packet-in names the rule
+    whose flow sent it unless that flow is some four million rules old.
     """
+
+    SLACK = 1024  # forgotten keys are kept until they outnumber 2 x used + SLACK
 
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
+        self._held: set[int] = set()
+        self._next = 1
         self._rules: dict[int, Rule] = {}
         self.blocks = _Blocks()  # address texts parsed, shared by every call
 
     def id(self, key: str) -> int:
         found = self._ids.get(key)
         if found is None:
-            found = len(self._ids) + 1
-            if found > MAX_RULE_ID:
-                raise ValueError("rule ids exhausted: restart the agent")
+            found = self._allocate()
             self._ids[key] = found
+            self._held.add(found)
         return found
+
+    def _allocate(self) -> int:
+        for _ in range(2):
+            while self._next <= MAX_RULE_ID:
+                n = self._next
+                self._next += 1
+                if n not in self._held:
+                    return n
+            self._next = 1  # wrap around, past the numbers still held
+        raise ValueError(f"more than {MAX_RULE_ID} rules on one node")
+
+    def settle(self, used: set[int]) -> None:
+        """After a node_policy: forget keys out of use once there are many of them."""
+        if len(self._ids) <= 2 * len(used) + self.SLACK:
+            return
+        self._ids = {k: v for k, v in self._ids.items() if v in used}
+        self._held = set(self._ids.values())
+        self._rules = {i: r for i, r in self._rules.items() if i in used}
 
     def remember(self, rule_id: int, rule: Rule) -> None:
         self._rules[rule_id] = rule
@@ -420,6 +444,7 @@ def node_policy(span: NodeSpan, ofports: Mapping[str, int], ids: RuleIds) -> Nod
     """The node's policy for the pods that have OVS ports (`ofports`: "ns/name" -> ofport).
     A rule whose protected pods have no port yet realizes nothing."""
     blocks = ids.blocks
+    used: set[int] = set()
 
     def ports(group: str | None) -> frozenset[int]:
         members = span.applied_groups.get(group or "", frozenset())
@@ -436,6 +461,7 @@ def node_policy(span: NodeSpan, ofports: Mapping[str, int], ids: RuleIds) -> Nod
                 members = span.address_groups.get(r.address_group, frozenset())
                 peers = tuple(blocks.get(b) or blocks.parse(b) for b in sorted(members))
             rule_id = ids.id(r.key)
+            used.add(rule_id)
             ids.remember(rule_id, span_rule_model(p, r, rule_id))
             rules.append(
                 RealizedRule(
@@ -461,8 +487,10 @@ def node_policy(span: NodeSpan, ofports: Mapping[str, int], ids: RuleIds) -> Nod
     for (direction, member), policies in sorted(isolating.items()):
         if any(p.log_isolation for p in policies):
             rule_id = ids.id(f"isolation|{direction.value}|{member}")
+            used.add(rule_id)
             ids.remember(rule_id, isolation_model(policies, direction, rule_id))
             logged.add((direction, ofports[member], rule_id))
+    ids.settle(used)
     return NodePolicy(
         rules=tuple(sorted(rules, key=lambda r: r.rule_id)),
         isolated_egress=frozenset(ofports[m] for d, m in isolating if d is Direction.EGRESS),
