@@ -21,6 +21,7 @@ from fyke.datapath.fields import Feature, cookie_round, make_cookie
 from fyke.datapath.flow import Drop, Flow, Goto
 from fyke.datapath.pod import PodPort
 from fyke.ovs import ovsdb, translate
+from fyke.ovs.encode import FlowEncoder
 from fyke.ovs.openflow import OpenFlowError
 from fyke.ovs.reconcile import reconcile
 from tests.datapath.conftest import Node, sh
@@ -228,7 +229,8 @@ def test_openflow_module_does_not_import_eventlet() -> None:
     assert subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 0
 
 
-def test_bundle_is_all_or_nothing(node: Node) -> None:
+@pytest.mark.parametrize("encoding", ["os-ken", "FlowEncoder"])
+def test_bundle_is_all_or_nothing(node: Node, encoding: str) -> None:
     cookie = make_cookie(round=0xFFF, feature=Feature.TRACEFLOW, obj=1)
     good = Flow(
         table=tables.Output, priority=5, match=(("reg2", 7),), actions=(Drop(),), cookie=cookie
@@ -241,6 +243,7 @@ def test_bundle_is_all_or_nothing(node: Node) -> None:
         actions=(Goto(table=tables.Classifier),),
         cookie=cookie,
     )
+    encode = translate.flow_mod if encoding == "os-ken" else FlowEncoder().flow_mod
     with pytest.raises(OpenFlowError):
-        node.run(node.conn.bundle([translate.flow_mod(good), translate.flow_mod(bad)]))
+        node.run(node.conn.bundle([encode(good), encode(bad)]))
     assert node.run(node.conn.dump_flows(cookie=cookie, cookie_mask=(1 << 64) - 1)) == []

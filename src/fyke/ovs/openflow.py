@@ -21,6 +21,7 @@ from os_ken.ofproto import ofproto_parser  # type: ignore[import-untyped]
 from os_ken.ofproto import ofproto_v1_5 as ofp
 from os_ken.ofproto import ofproto_v1_5_parser as parser
 
+from fyke.ovs.encode import bundle_add
 from fyke.ovs.translate import DP
 
 _HEADER = struct.Struct("!BBHI")
@@ -104,6 +105,8 @@ class OFConnection:
         # Unsolicited messages (packet-in, port-status, ...); set by the owner.
         self.on_message: Callable[[Any], None] | None = None
         self._packet_in_handlers: list[PacketInHandler] = []
+        # (xids, errors) of the bundles being sent: errors of their bundle-add messages.
+        self._collectors: list[tuple[set[int], list[OpenFlowError]]] = []
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -186,6 +189,11 @@ class OFConnection:
                 except Exception:
                     log.exception("packet-in handler %r failed", handler)
         fut = self._pending.get(msg.xid)
+        if fut is None and isinstance(msg, parser.OFPErrorMsg):
+            for xids, failed in self._collectors:
+                if msg.xid in xids:
+                    failed.append(OpenFlowError("bundle add", msg.type, msg.code, bytes(msg.data)))
+                    return
         if fut is None:
             if self.on_message is not None:
                 self.on_message(msg)
@@ -294,41 +302,51 @@ class OFConnection:
         return [desc for reply in replies for desc in reply.body]
 
     async def bundle(self, messages: Iterable[Any], timeout: float = 30.0) -> None:
-        """Apply `messages` atomically and in order: all of them or none."""
+        """Apply `messages` atomically and in order: all of them or none.
+
+        A message is an os-ken message or one already serialized (`bytes`, any xid, e.g.
+        from `encode.FlowEncoder`). `messages` is consumed as it is sent, so a generator
+        that encodes lets the switch check the first messages while the rest are made."""
         flags = ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
         bundle_id = self._next_xid()
         await self.request(
             parser.OFPBundleCtrlMsg(DP, bundle_id, ofp.OFPBCT_OPEN_REQUEST, flags, []), timeout
         )
-        adds: list[asyncio.Future[list[Any]]] = []
-        add_xids: list[int] = []
+        # Bundle-add messages have no reply unless they fail: their errors are collected
+        # by xid rather than through a future per message.
+        failed: list[OpenFlowError] = []
+        xids: set[int] = set()
+        self._collectors.append((xids, failed))
         try:
-            for i, m in enumerate(messages):
+            chunk: list[bytes] = []
+            for m in messages:
                 xid = self._next_xid()
-                add_xids.append(xid)
-                adds.append(self._expect(xid))
-                self._send(parser.OFPBundleAddMsg(DP, bundle_id, flags, m, []), xid=xid)
-                if i % 512 == 511:
+                xids.add(xid)
+                if isinstance(m, bytes):
+                    chunk.append(bundle_add(m, bundle_id=bundle_id, flags=flags, xid=xid))
+                else:
+                    msg = parser.OFPBundleAddMsg(DP, bundle_id, flags, m, [])
+                    msg.set_xid(xid)
+                    msg.serialize()
+                    chunk.append(bytes(msg.buf))
+                if len(chunk) == 256:
+                    self._writer.write(b"".join(chunk))
+                    chunk.clear()
                     await self._writer.drain()
+            if chunk:
+                self._writer.write(b"".join(chunk))
             # OVS checks each message when it is added and leaves a bad one out of the
             # bundle; the commit would then apply the rest. A barrier flushes those
             # errors out first, so any of them discards the whole bundle.
             await self.request(parser.OFPBarrierRequest(DP), timeout)
-            for fut in adds:
-                if fut.done() and fut.exception() is not None:
-                    ctrl = ofp.OFPBCT_DISCARD_REQUEST
-                    await self.request(parser.OFPBundleCtrlMsg(DP, bundle_id, ctrl, flags, []))
-                    raise fut.exception()  # type: ignore[misc]
+            if failed:
+                ctrl = ofp.OFPBCT_DISCARD_REQUEST
+                await self.request(parser.OFPBundleCtrlMsg(DP, bundle_id, ctrl, flags, []))
+                raise failed[0]
             ctrl = ofp.OFPBCT_COMMIT_REQUEST
             await self.request(parser.OFPBundleCtrlMsg(DP, bundle_id, ctrl, flags, []), timeout)
         finally:
-            for fut in adds:
-                if not fut.done():
-                    fut.cancel()
-                with contextlib.suppress(BaseException):
-                    fut.exception()
-            for xid in add_xids:
-                self._pending.pop(xid, None)
+            self._collectors.remove((xids, failed))
 
     async def packet_out(self, data: bytes, *, in_port: int, actions: list[Any]) -> None:
         """Inject `data` as if received on `in_port` (actions e.g. output to OFPP_TABLE)."""

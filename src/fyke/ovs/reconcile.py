@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from fyke.datapath.flow import Flow
 from fyke.ovs import translate
+from fyke.ovs.encode import FlowEncoder
 
 
 class FlowChannel(Protocol):
@@ -36,13 +37,17 @@ class ReconcileResult:
 
 
 async def reconcile(
-    conn: FlowChannel, desired: Iterable[Flow], cookie_mask: int = 0, cookie: int = 0
+    conn: FlowChannel,
+    desired: Iterable[Flow],
+    cookie_mask: int = 0,
+    cookie: int = 0,
 ) -> ReconcileResult:
     """Reconcile the installed flows whose `cookie & cookie_mask` equals
     `cookie & cookie_mask` (mask 0: every flow of the bridge) with `desired`.
 
     Every desired flow must fall in that scope, or the next run would not see it.
     """
+    enc = FlowEncoder()
     scope = cookie & cookie_mask
     flows = list(desired)
     for flow in flows:
@@ -61,18 +66,18 @@ async def reconcile(
             raise ValueError(f"two desired flows with one (table, priority, match): {flow}")
         want[key] = flow
 
-    adds: list[Any] = []
-    modifies: list[Any] = []
+    adds: list[Flow] = []
+    modifies: list[Flow] = []
     deletes: list[Any] = []
     unchanged = 0
     for key, flow in want.items():
         old = have.get(key)
         if old is None:
-            adds.append(translate.flow_mod(flow))
+            adds.append(flow)
         elif old.cookie != flow.cookie or translate.instructions_bytes(
             old.instructions
         ) != translate.desired_instructions(flow):
-            modifies.append(translate.flow_mod(flow))
+            modifies.append(flow)
         else:
             unchanged += 1
     for key, old in have.items():
@@ -82,10 +87,21 @@ async def reconcile(
             )
 
     if adds or modifies or deletes:
-        await conn.bundle([*adds, *modifies, *deletes])
+        # Encoded as they are sent: the switch checks the first while the rest are made.
+        await conn.bundle(_stream(enc, adds, modifies, deletes))
     return ReconcileResult(
         added=len(adds), modified=len(modifies), deleted=len(deletes), unchanged=unchanged
     )
+
+
+def _stream(
+    enc: FlowEncoder, adds: list[Flow], modifies: list[Flow], deletes: list[Any]
+) -> Iterable[Any]:
+    for flow in adds:
+        yield enc.flow_mod(flow)
+    for flow in modifies:
+        yield enc.flow_mod(flow)
+    yield from deletes
 
 
 class FlowSync:
@@ -119,7 +135,7 @@ class FlowSync:
             self._known = want
             return result
         known = self._known
-        adds = [translate.flow_mod(f) for k, f in want.items() if known.get(k) != f]
+        adds = [f for k, f in want.items() if known.get(k) != f]
         deletes = [
             translate.delete_strict(f.table.id, f.priority, translate.to_match(f), f.cookie)
             for k, f in known.items()
@@ -128,7 +144,7 @@ class FlowSync:
         modified = sum(1 for k in want if k in known and known[k] != want[k])
         if adds or deletes:
             try:
-                await self.conn.bundle([*adds, *deletes])
+                await self.conn.bundle(_stream(FlowEncoder(), adds, [], deletes))
             except BaseException:
                 self._known = None  # unsure what is installed now: next time, look
                 raise
