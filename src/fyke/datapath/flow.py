@@ -49,6 +49,8 @@ MATCH_FIELDS: dict[str, str] = {
     **{f"reg{i}": f"reg{i}" for i in range(16)},
 }
 
+_MATCH_NAMES = frozenset(MATCH_FIELDS)
+
 # ct_state bits (OVS CS_* values), in the order ovs-ofctl prints them.
 CT_STATE_BITS: tuple[tuple[str, int], ...] = (
     ("new", 0x01),
@@ -179,11 +181,13 @@ class Flow:
     cookie: int
 
     def __post_init__(self) -> None:
-        for name, _ in self.match:
-            if name not in MATCH_FIELDS:
-                raise ValueError(f"unknown match field {name!r}")
-        if len({name for name, _ in self.match}) != len(self.match):
+        names = {name for name, _ in self.match}
+        if not names <= _MATCH_NAMES:
+            raise ValueError(f"unknown match field {sorted(names - _MATCH_NAMES)[0]!r}")
+        if len(names) != len(self.match):
             raise ValueError(f"match field repeated in {self.match}")
+        if len(self.actions) < 2:
+            return  # one action, or none, is always well formed
         if any(isinstance(a, Drop) for a in self.actions) and len(self.actions) != 1:
             raise ValueError("Drop must be the only action")
         conj = [isinstance(a, Conjunction) for a in self.actions]

@@ -250,6 +250,26 @@ def service_matches(services: Iterable[Service]) -> list[tuple[MatchPair, ...]]:
     return list(dict.fromkeys(out))
 
 
+PeerMemo = dict[tuple[int, str], tuple[tuple[IPBlock, ...], tuple[tuple[MatchPair, ...], ...]]]
+
+
+def _peer_clause(
+    peers: tuple[IPBlock, ...], field: str, memo: PeerMemo | None
+) -> tuple[tuple[MatchPair, ...], ...]:
+    """The peer clause's matches. Many rules share a peer set (a namespace's pods, a
+    ClusterGroup), and collapsing addresses is the costly part of building a rule:
+    `memo`, kept for one build, makes each peer tuple's matches once (by identity: the
+    realizer hands rules with the same peers the same tuple; the memo holds it alive)."""
+    key = (id(peers), field)
+    got = memo.get(key) if memo is not None else None
+    if got is not None:
+        return got[1]
+    matches = tuple(((field, _net_value(n)),) for n in peer_networks(peers))
+    if memo is not None:
+        memo[key] = (peers, matches)
+    return matches
+
+
 def peer_networks(peers: Iterable[IPBlock]) -> list[ipaddress.IPv4Network]:
     """IPv4 networks covering the blocks minus their excepts, without overlaps."""
     nets: list[ipaddress.IPv4Network] = []
@@ -274,7 +294,9 @@ def _net_value(net: ipaddress.IPv4Network) -> str:
     return str(net.network_address) if net.prefixlen == 32 else str(net)
 
 
-def rule_clauses(rule: RealizedRule) -> list[list[tuple[MatchPair, ...]]]:
+def rule_clauses(
+    rule: RealizedRule, memo: PeerMemo | None = None
+) -> list[Sequence[tuple[MatchPair, ...]]]:
     """The rule's non-any clauses, in order applied, peers, services."""
     ts = tables_of(rule.direction)
     applied: list[tuple[MatchPair, ...]] = []
@@ -283,9 +305,9 @@ def rule_clauses(rule: RealizedRule) -> list[list[tuple[MatchPair, ...]]]:
             applied.append((reg_match(RegMark(field=TargetOFPortField, value=port)),))
         else:
             applied.append(((ts.applied_field, port),))
-    clauses = [applied]
+    clauses: list[Sequence[tuple[MatchPair, ...]]] = [applied]
     if rule.peers is not None:
-        clauses.append([((ts.peer_field, _net_value(n)),) for n in peer_networks(rule.peers)])
+        clauses.append(_peer_clause(rule.peers, ts.peer_field, memo))
     if rule.services is not None:
         clauses.append(service_matches(rule.services))
     return clauses
@@ -313,27 +335,39 @@ def priorities(rules: Sequence[RealizedRule]) -> dict[int, int]:
     return out
 
 
-def rule_flows(rule: RealizedRule, priority: int, *, round: int) -> list[Flow]:
+def rule_flows(
+    rule: RealizedRule, priority: int, *, round: int, memo: PeerMemo | None = None
+) -> list[Flow]:
     """The flows of one rule (unmerged: clause flows of split rules may share a match)."""
     table, _ = placement(rule)
     cookie = make_cookie(round=round, feature=Feature.POLICY, obj=rule.rule_id)
-    clauses = rule_clauses(rule)
+    clauses = rule_clauses(rule, memo)
     if any(not c for c in clauses):
         return []  # a clause that holds nothing: the rule matches no packet
     actions = rule_actions(rule)
-
-    def flow(match: tuple[MatchPair, ...], acts: tuple[Action, ...]) -> Flow:
-        return Flow(table=table, priority=priority, match=(IP, *match), actions=acts, cookie=cookie)
-
     if len(clauses) == 1:
-        return [flow(m, actions) for m in clauses[0]]
+        return [
+            Flow(table=table, priority=priority, match=(IP, *m), actions=actions, cookie=cookie)
+            for m in clauses[0]
+        ]
     n = len(clauses)
-    flows = [
-        flow(m, (Conjunction(id=rule.conj_id, clause=k, n_clauses=n),))
-        for k, clause in enumerate(clauses, start=1)
-        for m in clause
-    ]
-    flows.append(flow((("conj_id", rule.conj_id),), actions))
+    conj_id = rule.conj_id
+    flows: list[Flow] = []
+    for k, clause in enumerate(clauses, start=1):
+        acts = (Conjunction(id=conj_id, clause=k, n_clauses=n),)
+        flows.extend(
+            Flow(table=table, priority=priority, match=(IP, *m), actions=acts, cookie=cookie)
+            for m in clause
+        )
+    flows.append(
+        Flow(
+            table=table,
+            priority=priority,
+            match=(IP, ("conj_id", conj_id)),
+            actions=actions,
+            cookie=cookie,
+        )
+    )
     return flows
 
 
@@ -413,6 +447,7 @@ def policy_flows(node: NodePolicy, *, round: int, cache: RuleFlowCache | None = 
         )
     ]
     seen: set[int] = set()
+    memo: PeerMemo = {}
     for r in node.rules:
         if r.conj_id in seen:
             raise ValueError(f"conj_id {r.conj_id} (rule {r.rule_id} sub {r.sub}) repeated")
@@ -422,7 +457,7 @@ def policy_flows(node: NodePolicy, *, round: int, cache: RuleFlowCache | None = 
         key = (r, prio[r.conj_id], round)
         built = cache.get(key) if cache is not None else None
         if built is None:
-            built = rule_flows(r, prio[r.conj_id], round=round)
+            built = rule_flows(r, prio[r.conj_id], round=round, memo=memo)
         used[key] = built
         flows.extend(built)
     if cache is not None:

@@ -19,6 +19,7 @@ import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fyke.api.core import Direction, IPBlock, Pod, PortSpec
 from fyke.datapath.policy import NodePolicy, RealizedRule, Service
@@ -58,6 +59,9 @@ class _Shared:
             for pod in ev.cluster.pods
         ]
         self.peers: dict[tuple[int, str], tuple[IPBlock, ...] | None] = {}
+        # One tuple per distinct peer set (by pods and address terms), so rules with the
+        # same peers share it and the flow builder collapses its addresses once.
+        self.peer_sets: dict[tuple[tuple[int, ...], tuple[Any, ...]], tuple[IPBlock, ...]] = {}
         # An egress rule's named-port split of its peers (by the ports they resolve to).
         self.egress_named: dict[
             tuple[int, str], list[tuple[tuple[Service, ...], tuple[IPBlock, ...]]]
@@ -89,7 +93,17 @@ def peer_blocks(ev: Evaluator, rule: Rule, subject: int) -> tuple[IPBlock, ...] 
         return shared.peers[key]
     members = ev.peer_pods(rule, subject)
     assert members is not None
-    blocks = list(_pod_blocks(ev, sorted(members)))
+    pods = tuple(sorted(members))
+    terms = tuple(
+        term.block if isinstance(term, IPTerm) else id(term)
+        for term in rule.peers
+        if isinstance(term, IPTerm | NodeTerm)
+    )
+    found = shared.peer_sets.get((pods, terms))
+    if found is not None:
+        shared.peers[key] = found
+        return found
+    blocks = list(_pod_blocks(ev, pods))
     for term in rule.peers:
         if isinstance(term, IPTerm):
             blocks.append(term.block)
@@ -100,7 +114,7 @@ def peer_blocks(ev: Evaluator, rule: Rule, subject: int) -> tuple[IPBlock, ...] 
                 if term.selector.matches(node.labels)
                 for ip in node.ips
             )
-    shared.peers[key] = found = tuple(blocks)
+    shared.peers[key] = shared.peer_sets[(pods, terms)] = found = tuple(blocks)
     return found
 
 
