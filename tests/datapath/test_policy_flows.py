@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fyke.api.core import Direction, IPBlock, Protocol
 from fyke.api.load import load_texts
@@ -321,6 +323,49 @@ def test_port_ranges_and_excepts() -> None:
     )
     assert [str(n) for n in nets] == ["10.0.0.0/23", "10.0.3.0/24"]
     assert reject_userdata(7) == bytes.fromhex("0100000000000007")
+
+
+def _collapsed(peers: list[IPBlock]) -> list[ipaddress.IPv4Network]:
+    """The reference: ipaddress's own exclusion and collapse."""
+    nets: list[ipaddress.IPv4Network] = []
+    for block in peers:
+        parts = [block.cidr]
+        for exc in block.excepts:
+            nxt = []
+            for p in parts:
+                if exc.supernet_of(p):
+                    continue
+                nxt.extend(p.address_exclude(exc) if p.supernet_of(exc) else [p])
+            parts = nxt
+        nets.extend(parts)
+    return list(ipaddress.collapse_addresses(nets))
+
+
+_NETS = st.builds(
+    lambda a, n: ipaddress.IPv4Network((a >> (32 - n) << (32 - n), n)),
+    # Addresses near each other (and near the ends), so blocks touch, nest and overlap.
+    st.one_of(
+        st.integers(0x0A000000, 0x0A0000FF),
+        st.integers(0, 255),
+        st.integers(2**32 - 256, 2**32 - 1),
+    ),
+    st.integers(0, 32),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            lambda c, ex: IPBlock(cidr=c, excepts=tuple(ex)),
+            _NETS,
+            st.lists(_NETS, max_size=3),
+        ),
+        max_size=6,
+    )
+)
+def test_peer_networks_equal_ipaddress_collapse(peers: list[IPBlock]) -> None:
+    assert peer_networks(peers) == _collapsed(peers)
 
 
 # --- real OVS -------------------------------------------------------------------------

@@ -33,6 +33,7 @@ and the rule id; the two flows tied to no rule use reserved object ids.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -264,34 +265,65 @@ def _peer_clause(
     got = memo.get(key) if memo is not None else None
     if got is not None:
         return got[1]
-    matches = tuple(((field, _net_value(n)),) for n in peer_networks(peers))
+    matches = tuple(((field, _cidr_text(a, n)),) for a, n in peer_cidrs(peers))
     if memo is not None:
         memo[key] = (peers, matches)
     return matches
 
 
-def peer_networks(peers: Iterable[IPBlock]) -> list[ipaddress.IPv4Network]:
-    """IPv4 networks covering the blocks minus their excepts, without overlaps."""
-    nets: list[ipaddress.IPv4Network] = []
+def peer_cidrs(peers: Iterable[IPBlock]) -> list[tuple[int, int]]:
+    """(address, prefix length) of the fewest IPv4 CIDRs that cover the blocks minus their
+    excepts, in address order (what ipaddress.collapse_addresses would give, done on
+    integer ranges: this runs for every distinct peer set of a node)."""
+    ranges: list[tuple[int, int]] = []
     for block in peers:
-        if not isinstance(block.cidr, ipaddress.IPv4Network):
+        cidr = block.cidr
+        if not isinstance(cidr, ipaddress.IPv4Network):
             continue  # IPv6 is not wired in the pipeline yet
-        parts = [block.cidr]
+        start = int(cidr.network_address)
+        parts = [(start, start + (1 << (32 - cidr.prefixlen)) - 1)]
         for exc in block.excepts:
             if not isinstance(exc, ipaddress.IPv4Network):
                 continue
-            nxt: list[ipaddress.IPv4Network] = []
-            for p in parts:
-                if exc.supernet_of(p):
+            lo = int(exc.network_address)
+            hi = lo + (1 << (32 - exc.prefixlen)) - 1
+            nxt = []
+            for a, b in parts:
+                if hi < a or lo > b:
+                    nxt.append((a, b))
                     continue
-                nxt.extend(p.address_exclude(exc) if p.supernet_of(exc) else [p])
+                if a < lo:
+                    nxt.append((a, lo - 1))
+                if hi < b:
+                    nxt.append((hi + 1, b))
             parts = nxt
-        nets.extend(parts)
-    return list(ipaddress.collapse_addresses(nets))
+        ranges.extend(parts)
+    ranges.sort()
+    out: list[tuple[int, int]] = []
+    i = 0
+    while i < len(ranges):
+        a, b = ranges[i]
+        i += 1
+        while i < len(ranges) and ranges[i][0] <= b + 1:
+            b = max(b, ranges[i][1])
+            i += 1
+        while a <= b:  # the largest aligned block at a that fits, then the rest
+            size = a & -a if a else 1 << 32
+            while a + size - 1 > b:
+                size >>= 1
+            out.append((a, 33 - size.bit_length()))
+            a += size
+    return out
 
 
-def _net_value(net: ipaddress.IPv4Network) -> str:
-    return str(net.network_address) if net.prefixlen == 32 else str(net)
+def peer_networks(peers: Iterable[IPBlock]) -> list[ipaddress.IPv4Network]:
+    """IPv4 networks covering the blocks minus their excepts, without overlaps."""
+    return [ipaddress.IPv4Network((a, n)) for a, n in peer_cidrs(peers)]
+
+
+def _cidr_text(address: int, prefixlen: int) -> str:
+    text = socket.inet_ntoa(address.to_bytes(4, "big"))
+    return text if prefixlen == 32 else f"{text}/{prefixlen}"
 
 
 def rule_clauses(
