@@ -17,13 +17,15 @@ import struct
 from typing import Any
 
 from os_ken.ofproto import ofproto_v1_5 as ofp  # type: ignore[import-untyped]
+from os_ken.ofproto import ofproto_v1_5_parser as parser
 
-from fyke.datapath.flow import Action, Flow, MatchValue
+from fyke.datapath.flow import Action, Conjunction, Flow, MatchValue
 from fyke.ovs import translate
 
 _HEADER = struct.Struct(ofp.OFP_HEADER_PACK_STR)
 _FLOW_MOD = struct.Struct(ofp.OFP_FLOW_MOD_PACK_STR0)
 _MATCH_HEADER = struct.Struct("!HH")
+_INSTRUCTION_ACTIONS = struct.Struct(ofp.OFP_INSTRUCTION_ACTIONS_PACK_STR)
 _BUNDLE_ADD = struct.Struct(ofp.OFP_HEADER_PACK_STR + ofp._OFP_BUNDLE_ADD_MSG_0_PACK_STR)
 _BODY_OFFSET = ofp.OFP_FLOW_MOD_SIZE - ofp.OFP_MATCH_SIZE  # where the match starts
 _PADS = [b"\0" * n for n in range(8)]
@@ -45,19 +47,29 @@ class FlowEncoder:
         self._instructions: dict[tuple[Action, ...], bytes] = {}
         self._ranks: dict[str, Any] = {}
         self._by_id: dict[int, tuple[tuple[Action, ...], bytes]] = {}
+        # Per field with int values: the OXM header os-ken writes and the value's width,
+        # so a new value (a rule's conj_id, a pod's port) needs no os-ken round; None when
+        # the field's bytes are not header + value (then os-ken encodes every value).
+        self._int_heads: dict[str, tuple[bytes, int] | None] = {}
+        # Per (clause, n_clauses): os-ken's conjunction action for id 0 and where the id
+        # goes, or None (then os-ken encodes each).
+        self._conj: dict[tuple[int, int], tuple[bytes, int] | None] = {}
 
     def _tlv(self, item: tuple[str, MatchValue]) -> tuple[Any, bytes]:
         got = self._tlvs.get(item)
         if got is None:
             name, value = item
-            user = translate._oxm_value(name, value)
             rank = self._ranks.get(name)
             if rank is None:
-                rank = self._ranks[name] = _oxm_rank(name, user)
-            buf = bytearray()
-            n, v, m = ofp.oxm_from_user(*ofp.oxm_normalize_user(name, user))
-            ofp.oxm_serialize(n, v, m, buf, 0)
-            got = self._tlvs[item] = (rank, bytes(buf))
+                rank = self._ranks[name] = _oxm_rank(name, translate._oxm_value(name, value))
+            head = self._int_heads.get(name) if isinstance(value, int) else None
+            if head is not None and isinstance(value, int) and value < 1 << (8 * head[1]):
+                buf = head[0] + value.to_bytes(head[1], "big")
+            else:
+                buf = _oxm_bytes(name, value)
+                if isinstance(value, int) and name not in self._int_heads:
+                    self._int_heads[name] = _int_head(name, value, buf)
+            got = self._tlvs[item] = (rank, buf)
         return got
 
     def match(self, match: tuple[tuple[str, MatchValue], ...]) -> bytes:
@@ -76,6 +88,8 @@ class FlowEncoder:
         if seen is not None:
             return seen[1]
         got = self._instructions.get(actions)
+        if got is None and all(type(a) is Conjunction for a in actions):
+            got = self._conjunctions(actions)  # type: ignore[arg-type]
         if got is None:
             probe = Flow(table=_ANY_TABLE, priority=0, match=(), actions=actions, cookie=0)
             got = self._instructions[actions] = translate.instructions_bytes(
@@ -83,6 +97,22 @@ class FlowEncoder:
             )
         self._by_id[id(actions)] = (actions, got)  # holds `actions`, so the id stays its
         return got
+
+    def _conjunctions(self, actions: tuple[Conjunction, ...]) -> bytes | None:
+        """One apply-actions instruction of conjunction actions, from per-shape templates
+        (a node has a few shapes and a conjunction id per rule)."""
+        parts = []
+        for a in actions:
+            shape = (a.clause, a.n_clauses)
+            if shape not in self._conj:
+                self._conj[shape] = _conj_template(a)
+            tmpl = self._conj[shape]
+            if tmpl is None:
+                return None
+            raw, at = tmpl
+            parts.append(raw[:at] + a.id.to_bytes(4, "big") + raw[at + 4 :])
+        body = b"".join(parts)
+        return _INSTRUCTION_ACTIONS.pack(ofp.OFPIT_APPLY_ACTIONS, 8 + len(body)) + body
 
     def flow_mod(self, flow: Flow, command: int = ofp.OFPFC_ADD) -> bytes:
         """The FlowMod `translate.flow_mod(flow, command)` serializes, with xid 0."""
@@ -106,6 +136,44 @@ class FlowEncoder:
             )
             + body
         )
+
+
+def _oxm_bytes(name: str, value: MatchValue) -> bytes:
+    buf = bytearray()
+    n, v, m = ofp.oxm_from_user(*ofp.oxm_normalize_user(name, translate._oxm_value(name, value)))
+    ofp.oxm_serialize(n, v, m, buf, 0)
+    return bytes(buf)
+
+
+def _int_head(name: str, value: int, encoded: bytes) -> tuple[bytes, int] | None:
+    """(header, width) if os-ken writes `name`'s int values as header + big-endian value
+    of `width` bytes: found from `encoded` (os-ken's bytes for `value`), checked on values
+    that flip the lowest and the highest bit of that width."""
+    for width in (8, 4, 2, 1):
+        if width >= len(encoded) or value >= 1 << (8 * width):
+            continue
+        head = encoded[:-width]
+        probes = (value ^ 1, value ^ (1 << (8 * width - 1)))
+        if all(_oxm_bytes(name, v) == head + v.to_bytes(width, "big") for v in probes):
+            return head, width
+    return None
+
+
+def _conj_template(a: Conjunction) -> tuple[bytes, int] | None:
+    """os-ken's conjunction action for (clause, n_clauses) with id 0, and the offset of
+    the id in it (checked: another id changes those 4 bytes and no other)."""
+
+    def encoded(id_: int) -> bytes:
+        buf = bytearray()
+        action = parser.NXActionConjunction(clause=a.clause - 1, n_clauses=a.n_clauses, id_=id_)
+        action.serialize(buf, 0)
+        return bytes(buf)
+
+    zero, probe = encoded(0), encoded(0x5A3C9601)
+    for at in range(len(zero) - 3):
+        if zero[:at] + (0x5A3C9601).to_bytes(4, "big") + zero[at + 4 :] == probe:
+            return zero, at
+    return None
 
 
 def _first(pair: tuple[Any, bytes]) -> Any:
