@@ -13,18 +13,20 @@ objects (already decoded JSON, as a reflector holds them) to every flow installe
   realize   Evaluator over the cluster + realize() for the node's pods
   build     policy_flows + pod_connectivity (the node's whole pipeline)
   install   FlowSync.sync: the agent's first sync (dump, diff, one atomic bundle)
-"with compile" is the sum of all four, "without compile" the last three.
+"with compile" is the sum of all four, "without compile" the last three. Realize, build
+and install run with CPython's cyclic collector paused, as the agent's flow sync runs
+(fyke.util.bulk.gc_paused); compile, the controller's part, with it on.
 B, baseline: the flows A installed, dumped once with `ovs-ofctl dump-flows --no-stats`
 into a file; all flows deleted (untimed); then `ovs-ofctl -O OpenFlow15 --bundle add-flows
 br-int FILE`, timed as a process (start-up included).
 A and B alternate (A B, B A, ...); after every run the installed flows are dumped and must
 equal the reference dump. Ratios are of the medians.
 
-Then, once, where A's time goes: the install split into its steps (keys, FlowMods,
-serialization) with the switch's own share measured as a floor (the very same bundle,
-serialized beforehand, written to a raw socket one message per write as OFConnection does,
-and 512 per write, timed to the commit reply); one A with CPython's cyclic GC off; and
-each phase of one A under cProfile.
+Then, once, where A's time goes: the install split into its steps (keys, encoding,
+bundle framing) with the switch's own share measured as a floor (the very same bundle,
+serialized beforehand, written to a raw socket 256 messages per write as OFConnection
+does, timed to the commit reply); one A with the collector left on; and each phase of one
+A under cProfile.
 
 Usage: python bench/realize_10k.py [--policies 4600] [--reps 5] [--json]   (root; OVS)
 """
@@ -42,7 +44,7 @@ import statistics
 import struct
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,10 +62,12 @@ from fyke.datapath.pod import Gateway, PodPort, pod_connectivity
 from fyke.datapath.policy import policy_flows
 from fyke.datapath.policy_realize import realize
 from fyke.ovs import translate
+from fyke.ovs.encode import FlowEncoder, bundle_add
 from fyke.ovs.reconcile import FlowSync
 from fyke.policy.cluster import Cluster
 from fyke.policy.compile import compile_policies
 from fyke.policy.evaluate import Evaluator
+from fyke.util.bulk import gc_paused
 
 GOAL = 1.3
 FIRST_OFPORT = 3  # 1 and 2 are the tunnel and gateway ports on a real node
@@ -119,7 +123,10 @@ def pod_ports(ev: Evaluator) -> tuple[dict[int, int], list[PodPort]]:
 
 
 def desired_flows(
-    docs: list[Doc], times: dict[str, float], profiles: Profiles | None = None
+    docs: list[Doc],
+    times: dict[str, float],
+    profiles: Profiles | None = None,
+    pause: Callable[[], contextlib.AbstractContextManager[None]] = gc_paused,
 ) -> tuple[int, list[Flow]]:
     """Kubernetes objects -> the node's flows; phase times into `times`."""
     t0 = time.perf_counter()
@@ -127,12 +134,12 @@ def desired_flows(
         inv = load_objects(docs)
         compiled = compile_policies(inv)
     t1 = time.perf_counter()
-    with profiled(profiles, "realize"):
+    with pause(), profiled(profiles, "realize"):
         ev = Evaluator(Cluster(inv.namespaces, inv.pods, inv.nodes), compiled)
         local, ports = pod_ports(ev)
         node_policy = realize(ev, local)
     t2 = time.perf_counter()
-    with profiled(profiles, "build"):
+    with pause(), profiled(profiles, "build"):
         flows = pod_connectivity(GATEWAY, ports, round=1) + policy_flows(node_policy, round=1)
     t3 = time.perf_counter()
     times.update(compile=t1 - t0, realize=t2 - t1, build=t3 - t2)
@@ -140,30 +147,27 @@ def desired_flows(
 
 
 async def fyke_install(
-    node: BenchNode, docs: list[Doc], profiles: Profiles | None = None
+    node: BenchNode,
+    docs: list[Doc],
+    profiles: Profiles | None = None,
+    pause: Callable[[], contextlib.AbstractContextManager[None]] = gc_paused,
 ) -> FykeRun:
     """A: objects -> compiled -> realized -> flows -> installed, phase by phase."""
     assert node.conn is not None
     times: dict[str, float] = {}
-    rules, flows = desired_flows(docs, times, profiles)
+    rules, flows = desired_flows(docs, times, profiles, pause)
     t0 = time.perf_counter()
-    with profiled(profiles, "install"):
+    with pause(), profiled(profiles, "install"):
         result = await FlowSync(node.conn).sync(flows)
     install = time.perf_counter() - t0
     assert result.added == len(flows) and not result.deleted, result
     return FykeRun(install=install, rules=rules, flows=len(flows), **times)
 
 
-async def fyke_install_gc_off(node: BenchNode, docs: list[Doc]) -> FykeRun:
-    """A with CPython's cyclic garbage collector off (as fyke.util.bulk does for the
-    policy CLI; the agent does not): how much of A is collector passes over the heap."""
+async def fyke_install_gc_on(node: BenchNode, docs: list[Doc]) -> FykeRun:
+    """A with CPython's cyclic collector left on throughout (what pausing it saves)."""
     gc.collect()
-    gc.disable()
-    try:
-        return await fyke_install(node, docs)
-    finally:
-        gc.enable()
-        gc.collect()
+    return await fyke_install(node, docs, pause=contextlib.nullcontext)
 
 
 def ofctl_install(node: BenchNode, dump_file: Path) -> float:
@@ -240,25 +244,25 @@ async def install_breakdown(node: BenchNode, docs: list[Doc]) -> dict[str, float
     assert node.daemons is not None
     _, flows = desired_flows(docs, {})
     out: dict[str, float] = {}
-    t0 = time.perf_counter()
-    for f in flows:
-        translate.desired_key(f)
-    out["desired_key, once (FlowSync's first sync computes it twice)"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    mods = [translate.flow_mod(f) for f in flows]
-    out["flow_mod (os-ken FlowMod objects)"] = time.perf_counter() - t0
-    bundle_id, flags = 7, ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
-    t0 = time.perf_counter()
-    adds = [
-        _bytes(parser.OFPBundleAddMsg(translate.DP, bundle_id, flags, m, []), 3 + i)
-        for i, m in enumerate(mods)
-    ]
-    out["serialize (bundle-add messages to bytes)"] = time.perf_counter() - t0
+    with gc_paused():
+        t0 = time.perf_counter()
+        keys = {f.key: f for f in flows}
+        out["keys (table, priority, match) of the desired flows"] = time.perf_counter() - t0
+        assert len(keys) == len(flows)
+        t0 = time.perf_counter()
+        enc = FlowEncoder()
+        mods = [enc.flow_mod(f) for f in flows]
+        out["encode (FlowEncoder, cold caches)"] = time.perf_counter() - t0
+        bundle_id, flags = 7, ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
+        t0 = time.perf_counter()
+        adds = [
+            bundle_add(m, bundle_id=bundle_id, flags=flags, xid=3 + i) for i, m in enumerate(mods)
+        ]
+        out["bundle framing (bundle-add headers)"] = time.perf_counter() - t0
     mgmt = node.daemons.paths.mgmt(BRIDGE)
-    for per_write, what in ((1, "one write per message, as now"), (512, "512 per write")):
-        empty(node)
-        secs = await _raw_bundle(mgmt, adds, bundle_id, 3 + len(adds), per_write)
-        out[f"switch floor: the serialized bundle to commit reply, {what}"] = secs
+    empty(node)
+    secs = await _raw_bundle(mgmt, adds, bundle_id, 3 + len(adds), 256)
+    out["switch floor: the serialized bundle to commit reply, 256 per write"] = secs
     return {k: round(v, 3) for k, v in out.items()}
 
 
@@ -306,12 +310,12 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         rss = node.vswitchd_rss_mib()
         breakdown: dict[str, float] = {}
         profile: dict[str, list[str]] = {}
-        gc_off: FykeRun | None = None
+        gc_on: FykeRun | None = None
         if args.profile:
             breakdown = await install_breakdown(node, docs)
             check_same(node, reference, "raw bundle")
             empty(node)
-            gc_off = await fyke_install_gc_off(node, docs)
+            gc_on = await fyke_install_gc_on(node, docs)
             empty(node)
             profiles: Profiles = {}
             await fyke_install(node, docs, profiles)
@@ -344,9 +348,9 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "same_flows": True,  # check_same raised otherwise
         "vswitchd_rss_mib": round(rss, 1),
         "install_breakdown_s": breakdown,
-        "fyke_gc_off_s": None
-        if gc_off is None
-        else {k: round(getattr(gc_off, k), 3) for k in (*PHASES, "without_compile")},
+        "fyke_gc_on_s": None
+        if gc_on is None
+        else {k: round(getattr(gc_on, k), 3) for k in (*PHASES, "without_compile")},
         "profile_by_tottime": profile,
     }
 
@@ -374,10 +378,10 @@ def report(r: dict[str, Any]) -> None:
         f"alone; goal <= {GOAL} (without compile): {verdict}"
     )
     print(f"same flows installed: yes; vswitchd RSS {r['vswitchd_rss_mib']} MiB")
-    if r["fyke_gc_off_s"]:
-        g = r["fyke_gc_off_s"]
+    if r["fyke_gc_on_s"]:
+        g = r["fyke_gc_on_s"]
         print(
-            f"one fyke run with the cyclic GC off (s): realize {g['realize']}, build "
+            f"one fyke run with the collector left on (s): realize {g['realize']}, build "
             f"{g['build']}, install {g['install']}; without compile {g['without_compile']}"
         )
     if r["install_breakdown_s"]:

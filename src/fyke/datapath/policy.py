@@ -486,8 +486,11 @@ def policy_flows(node: NodePolicy, *, round: int, cache: RuleFlowCache | None = 
         if not 0 <= r.sub < 1 << SUB_BITS:
             raise ValueError(f"rule {r.rule_id}: sub-rule {r.sub} out of range")
         seen.add(r.conj_id)
+        if cache is None:
+            flows.extend(rule_flows(r, prio[r.conj_id], round=round, memo=memo))
+            continue
         key = (r, prio[r.conj_id], round)
-        built = cache.get(key) if cache is not None else None
+        built = cache.get(key)
         if built is None:
             built = rule_flows(r, prio[r.conj_id], round=round, memo=memo)
         used[key] = built

@@ -23,3 +23,17 @@ def bulk_work() -> Iterator[None]:
         gc.freeze()
         if was_enabled:
             gc.enable()
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The collector off for one burst of allocation (an agent's flow sync builds 100k+
+    flows that live on until the next one), and back on after, with nothing frozen: a
+    long-running process keeps collecting what it drops later."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
