@@ -90,6 +90,7 @@ class Evaluator:
         self._peer_cache: dict[tuple[int, str], frozenset[int]] = {}
         self._peer_shared: dict[tuple[object, ...], frozenset[int]] = {}
         self._relative: dict[int, bool] = {}
+        self._term_pods: dict[Term, frozenset[int]] = {}
         selected_cache: dict[tuple[PodTerm, ...], list[int]] = {}
         for rule in policies.rules:  # already in evaluation order
             for i in self._selected(rule.applied_to, selected_cache):
@@ -118,6 +119,19 @@ class Evaluator:
             ):
                 return True
         return False
+
+    def _pods_in_term(self, term: Term) -> frozenset[int]:
+        """Pods with an IP in an ipBlock / node-selector term (many policies name the
+        same blocks: each distinct term is checked against the pods once)."""
+        found = self._term_pods.get(term)
+        if found is None:
+            found = frozenset(
+                i
+                for i, pod in enumerate(self.cluster.pods)
+                if any(self._ip_in_terms((term,), ip) for ip in pod.ips)
+            )
+            self._term_pods[term] = found
+        return found
 
     def is_relative(self, rule: Rule) -> bool:
         """Whether the rule's peers depend on the protected pod's namespace."""
@@ -151,13 +165,9 @@ class Evaluator:
                     members.update(self.selection.pods(t, subject_pod))
                 else:
                     other_terms.append(t)
-            if other_terms:
+            for t in other_terms:
                 # ipBlocks and node selectors also match pods by their IPs.
-                members.update(
-                    i
-                    for i, pod in enumerate(self.cluster.pods)
-                    if any(self._ip_in_terms(other_terms, ip) for ip in pod.ips)
-                )
+                members.update(self._pods_in_term(t))
             found = frozenset(members)
             self._peer_shared[shared_key] = found
         self._peer_cache[key] = found
