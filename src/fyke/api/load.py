@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -79,11 +81,59 @@ def _add(inv: Inventory, doc: Mapping[str, Any]) -> None:
     handler()
 
 
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def read_sources(names: Iterable[str]) -> list[tuple[str, str]]:
+    """(source, text) for each name: '-' is stdin, a directory gives its .yaml, .yml and
+    .json files in sorted order. A file that cannot be read raises RuntimeError naming it."""
+    texts: list[tuple[str, str]] = []
+    for name in names:
+        if name == "-":
+            texts.append(("<stdin>", sys.stdin.read()))
+            continue
+        path = Path(name)
+        try:
+            files = (
+                sorted(f for f in path.iterdir() if f.suffix in MANIFEST_SUFFIXES)
+                if path.is_dir()
+                else [path]
+            )
+            for f in files:
+                texts.append((str(f), _read_text(f)))
+        except OSError as err:
+            where = err.filename or name
+            raise RuntimeError(f"{where}: cannot read: {err.strerror or err}") from None
+    return texts
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise RuntimeError(f"{path}: cannot read: not UTF-8 text") from None
+
+
+def _json_stream(text: str) -> list[Any]:
+    """One JSON value, or several concatenated (`{...}\n{...}`), each a document."""
+    decoder = json.JSONDecoder()
+    values: list[Any] = []
+    end = len(text)
+    pos = 0
+    while True:
+        while pos < end and text[pos].isspace():
+            pos += 1
+        if pos == end:
+            return values
+        value, pos = decoder.raw_decode(text, pos)
+        values.append(value)
+
+
 def documents(text: str, source: str) -> Iterable[Mapping[str, Any]]:
     """Every object in a file, with `kind: List` flattened."""
     try:
         if text.lstrip().startswith(("{", "[")):
-            loaded: list[Any] = [json.loads(text)]
+            loaded: list[Any] = _json_stream(text)
         else:
             loaded = list(fastyaml.load_all(text))
     except (yaml.YAMLError, json.JSONDecodeError) as e:

@@ -53,7 +53,16 @@ def register(sub: Any) -> None:
 
     for verb in ("apply", "delete"):
         v = lsub.add_parser(verb, help=f"{verb} manifests in the lab")
-        v.add_argument("-f", "--filename", action="append", required=True, metavar="FILE")
+        v.add_argument(
+            "-f",
+            "--filename",
+            action="extend",
+            nargs="+",
+            required=True,
+            metavar="FILE",
+            help="manifests: YAML or JSON; '-' is stdin; "
+            "a directory reads its .yaml, .yml and .json files",
+        )
         v.add_argument(
             "--wait",
             action="store_true",
@@ -64,7 +73,14 @@ def register(sub: Any) -> None:
         v.set_defaults(func=run_apply if verb == "apply" else run_delete)
 
     pr = lsub.add_parser("probe", help="real packets between every pair of running pods")
-    pr.add_argument("--port", action="append", default=[], metavar="PORT/PROTO")
+    pr.add_argument(
+        "--port",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="PORT/PROTO",
+        help="ports to probe (repeatable; default 80/TCP)",
+    )
     pr.add_argument("-o", "--output", choices=("json", "table"), default="table")
     pr.add_argument("--timeout", type=float, default=2.0, help="seconds before a drop")
     _state(pr)
@@ -224,22 +240,26 @@ def run_explain(args: argparse.Namespace) -> int:
 def run_probe(args: argparse.Namespace) -> int:
     import asyncio
 
-    from fyke.cli.policy import _print_json, _verdict_table, parse_port
+    from fyke.cli.policy import _print_json, _verdict_table, parse_ports
     from fyke.lab import objects
     from fyke.lab.probe import probe
 
-    ports = [parse_port(p) for p in (args.port or ["80/TCP"])]
+    ports = parse_ports(args.port)
     kubeconfig = _kubeconfig(args)
 
     async def go() -> dict[str, Any]:
         c = objects.client(kubeconfig)
         try:
-            pods = [
-                p
-                for p in await objects.pods(c)
-                if p.get("status", {}).get("phase") == "Running"
-                and p.get("status", {}).get("podIP")
-            ]
+            pods = sorted(
+                (
+                    p
+                    for p in await objects.pods(c)
+                    if p.get("status", {}).get("phase") == "Running"
+                    and p.get("status", {}).get("podIP")
+                ),
+                # The lab API server's order already; `policy matrix` sorts the same way.
+                key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"]),
+            )
         finally:
             await c.close()  # type: ignore[no-untyped-call]
         return await probe(pods, [(q.port, q.protocol.value) for q in ports], args.timeout)

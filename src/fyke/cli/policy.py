@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from fyke.api.errors import ValidationError
-from fyke.api.load import load_texts
+from fyke.api.load import load_texts, read_sources
 from fyke.policy.cluster import Cluster
 from fyke.policy.compile import compile_policies
 from fyke.policy.evaluate import Evaluator
@@ -28,10 +27,11 @@ def register(sub: Any) -> None:
     _input_args(m)
     m.add_argument(
         "--port",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="PORT/PROTO",
-        help=f"a port to check (repeatable; default {DEFAULT_PORT})",
+        help=f"ports to check (repeatable; default {DEFAULT_PORT})",
     )
     m.add_argument(
         "--all-ports",
@@ -54,7 +54,8 @@ def _input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-f",
         "--filename",
-        action="append",
+        action="extend",
+        nargs="+",
         required=True,
         metavar="FILE",
         help="manifests: YAML or JSON, multi-document, kind List; '-' is stdin; "
@@ -66,28 +67,13 @@ def parse_port(text: str) -> PortQuery:
     return PortQuery.parse(text)
 
 
-def _read_inputs(names: list[str]) -> list[tuple[str, str]]:
-    texts: list[tuple[str, str]] = []
-    for name in names:
-        if name == "-":
-            texts.append(("<stdin>", sys.stdin.read()))
-            continue
-        path = Path(name)
-        files = (
-            sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml", ".json"))
-            if path.is_dir()
-            else [path]
-        )
-        for f in files:
-            try:
-                texts.append((str(f), f.read_text()))
-            except OSError as err:
-                raise ValidationError(None, "", f"{f}: {err.strerror}") from None
-    return texts
+def parse_ports(texts: list[str]) -> list[PortQuery]:
+    """--port values (DEFAULT_PORT when none), each once, in first-seen order."""
+    return list(dict.fromkeys(parse_port(t) for t in texts or [DEFAULT_PORT]))
 
 
 def load_evaluator(names: list[str]) -> Evaluator:
-    texts = _read_inputs(names)
+    texts = read_sources(names)
     with bulk_work():
         inv = load_texts(texts)
         compiled = compile_policies(inv)
@@ -98,20 +84,21 @@ def load_evaluator(names: list[str]) -> Evaluator:
 
 
 def run_matrix(args: argparse.Namespace) -> int:
-    ports = [parse_port(p) for p in (args.port or [DEFAULT_PORT])]
+    ports = parse_ports(args.port)
     ev = load_evaluator(args.filename)
-    pods = [p.key for p in ev.cluster.pods]
+    # The order the lab API server lists pods in, so `lab probe` prints the same JSON.
+    pods = [p.key for p in sorted(ev.cluster.pods, key=lambda p: (p.namespace, p.name))]
     if args.all_ports:
         ranges = all_ports_matrix(ev)
         if args.output == "json":
-            _print_matrix_json({"pods": pods}, ranges)
+            _print_matrix_json({"pods": pods}, pods, ranges)
         else:
             print(_ranges_table(pods, ranges))
         return 0
     matrix = port_matrix(ev, ports)
     names = [str(q) for q in ports]
     if args.output == "json":
-        _print_matrix_json({"ports": names, "pods": pods}, matrix)
+        _print_matrix_json({"ports": names, "pods": pods}, pods, matrix)
     else:
         print(_verdict_table(pods, names, matrix))
     return 0
@@ -138,17 +125,24 @@ def _print_json(value: object) -> None:
     sys.stdout.write("\n")
 
 
-def _print_matrix_json(head: dict[str, object], matrix: dict[str, dict[str, Any]]) -> None:
-    """{**head, "matrix": matrix} as compact JSON. Pairs share cell objects, so each
-    distinct cell is encoded once and the text is joined: the output runs to megabytes."""
+def _print_matrix_json(
+    head: dict[str, object], pods: list[str], matrix: dict[str, dict[str, Any]]
+) -> None:
+    """{**head, "matrix": matrix} as compact JSON, rows and cells in `pods` order. Pairs
+    share cell objects, so each distinct cell is encoded once and the text is joined: the
+    output runs to megabytes."""
     encoded: dict[int, str] = {}
     dump = json.dumps
-    quoted = {key: dump(key) for key in matrix}
+    quoted = {key: dump(key) for key in pods}
     parts = [dump(head, separators=(",", ":"))[:-1], ',"matrix":{']
     rows = []
-    for src, row in matrix.items():
+    for src in pods:
+        row = matrix[src]
         cells = []
-        for dst, cell in row.items():
+        for dst in pods:
+            if dst == src:
+                continue
+            cell = row[dst]
             text = encoded.get(id(cell))
             if text is None:
                 text = encoded[id(cell)] = dump(cell, separators=(",", ":"))

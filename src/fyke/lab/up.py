@@ -249,12 +249,13 @@ def _remove_node_net(node: NodeSpec) -> None:
 
 
 def manifests(files: list[str]) -> list[dict[str, Any]]:
-    from fyke.api.load import documents
+    """The objects in files ('-' is stdin; a directory gives its .yaml, .yml and .json
+    files in sorted order), as `policy matrix` reads them."""
+    from fyke.api.load import documents, read_sources
 
     out: list[dict[str, Any]] = []
-    for f in files:
-        text = sys.stdin.read() if f == "-" else Path(f).read_text()
-        out.extend(dict(d) for d in documents(text, f))
+    for source, text in read_sources(files):
+        out.extend(dict(d) for d in documents(text, source))
     return out
 
 
