@@ -251,23 +251,53 @@ def service_matches(services: Iterable[Service]) -> list[tuple[MatchPair, ...]]:
     return list(dict.fromkeys(out))
 
 
-PeerMemo = dict[tuple[int, str], tuple[tuple[IPBlock, ...], tuple[tuple[MatchPair, ...], ...]]]
+# Per build: each distinct clause is made once (many rules share one: a namespace's pods
+# as peers, a group of protected pods, a port list). Keys by identity hold their object.
+BuildMemo = dict[tuple[Any, ...], Any]
 
 
 def _peer_clause(
-    peers: tuple[IPBlock, ...], field: str, memo: PeerMemo | None
+    peers: tuple[IPBlock, ...], field: str, memo: BuildMemo | None
 ) -> tuple[tuple[MatchPair, ...], ...]:
-    """The peer clause's matches. Many rules share a peer set (a namespace's pods, a
-    ClusterGroup), and collapsing addresses is the costly part of building a rule:
-    `memo`, kept for one build, makes each peer tuple's matches once (by identity: the
-    realizer hands rules with the same peers the same tuple; the memo holds it alive)."""
-    key = (id(peers), field)
+    """The peer clause's matches. Collapsing addresses is the costly part of building a
+    rule; the realizer hands rules with the same peers one tuple, so by identity."""
+    key = ("peers", id(peers), field)
     got = memo.get(key) if memo is not None else None
     if got is not None:
-        return got[1]
+        return got[1]  # type: ignore[no-any-return]
     matches = tuple(((field, _cidr_text(a, n)),) for a, n in peer_cidrs(peers))
     if memo is not None:
         memo[key] = (peers, matches)
+    return matches
+
+
+def _applied_clause(
+    ports: frozenset[int], field: str, memo: BuildMemo | None
+) -> tuple[tuple[MatchPair, ...], ...]:
+    key = ("applied", field, ports)
+    got = memo.get(key) if memo is not None else None
+    if got is None:
+        if field == "reg1":
+            got = tuple(
+                (reg_match(RegMark(field=TargetOFPortField, value=p)),) for p in sorted(ports)
+            )
+        else:
+            got = tuple(((field, p),) for p in sorted(ports))
+        if memo is not None:
+            memo[key] = got
+    return got
+
+
+def _services_clause(
+    services: tuple[Service, ...], memo: BuildMemo | None
+) -> list[tuple[MatchPair, ...]]:
+    key = ("services", id(services))
+    got = memo.get(key) if memo is not None else None
+    if got is not None:
+        return got[1]  # type: ignore[no-any-return]
+    matches = service_matches(services)
+    if memo is not None:
+        memo[key] = (services, matches)
     return matches
 
 
@@ -327,21 +357,17 @@ def _cidr_text(address: int, prefixlen: int) -> str:
 
 
 def rule_clauses(
-    rule: RealizedRule, memo: PeerMemo | None = None
+    rule: RealizedRule, memo: BuildMemo | None = None
 ) -> list[Sequence[tuple[MatchPair, ...]]]:
     """The rule's non-any clauses, in order applied, peers, services."""
     ts = tables_of(rule.direction)
-    applied: list[tuple[MatchPair, ...]] = []
-    for port in sorted(rule.applied):
-        if ts.applied_field == "reg1":
-            applied.append((reg_match(RegMark(field=TargetOFPortField, value=port)),))
-        else:
-            applied.append(((ts.applied_field, port),))
-    clauses: list[Sequence[tuple[MatchPair, ...]]] = [applied]
+    clauses: list[Sequence[tuple[MatchPair, ...]]] = [
+        _applied_clause(rule.applied, ts.applied_field, memo)
+    ]
     if rule.peers is not None:
         clauses.append(_peer_clause(rule.peers, ts.peer_field, memo))
     if rule.services is not None:
-        clauses.append(service_matches(rule.services))
+        clauses.append(_services_clause(rule.services, memo))
     return clauses
 
 
@@ -368,7 +394,7 @@ def priorities(rules: Sequence[RealizedRule]) -> dict[int, int]:
 
 
 def rule_flows(
-    rule: RealizedRule, priority: int, *, round: int, memo: PeerMemo | None = None
+    rule: RealizedRule, priority: int, *, round: int, memo: BuildMemo | None = None
 ) -> list[Flow]:
     """The flows of one rule (unmerged: clause flows of split rules may share a match)."""
     table, _ = placement(rule)
@@ -377,20 +403,20 @@ def rule_flows(
     if any(not c for c in clauses):
         return []  # a clause that holds nothing: the rule matches no packet
     actions = rule_actions(rule)
-    if len(clauses) == 1:
-        return [
-            Flow(table=table, priority=priority, match=(IP, *m), actions=actions, cookie=cookie)
-            for m in clauses[0]
-        ]
     n = len(clauses)
     conj_id = rule.conj_id
     flows: list[Flow] = []
     for k, clause in enumerate(clauses, start=1):
-        acts = (Conjunction(id=conj_id, clause=k, n_clauses=n),)
-        flows.extend(
-            Flow(table=table, priority=priority, match=(IP, *m), actions=acts, cookie=cookie)
-            for m in clause
+        acts = actions if n == 1 else (Conjunction(id=conj_id, clause=k, n_clauses=n),)
+        # The clause's first flow is checked; the rest differ only in matches made of the
+        # same known fields (a port, an address, a protocol and port).
+        first = Flow(
+            table=table, priority=priority, match=(IP, *clause[0]), actions=acts, cookie=cookie
         )
+        flows.append(first)
+        flows.extend(first.with_match((IP, *m)) for m in clause[1:])
+    if n == 1:
+        return flows
     flows.append(
         Flow(
             table=table,
@@ -479,24 +505,33 @@ def policy_flows(node: NodePolicy, *, round: int, cache: RuleFlowCache | None = 
         )
     ]
     seen: set[int] = set()
-    memo: PeerMemo = {}
+    memo: BuildMemo = {}
+    # Flows of one (table, priority) by the rules that made them. Only rules that share a
+    # priority (the named-port / namespace splits of one rule) can make flows with one
+    # match; a rule's own flows never share one (each clause matches other fields).
+    bands: dict[tuple[int, int], list[list[Flow]]] = defaultdict(list)
     for r in node.rules:
         if r.conj_id in seen:
             raise ValueError(f"conj_id {r.conj_id} (rule {r.rule_id} sub {r.sub}) repeated")
         if not 0 <= r.sub < 1 << SUB_BITS:
             raise ValueError(f"rule {r.rule_id}: sub-rule {r.sub} out of range")
         seen.add(r.conj_id)
+        priority = prio[r.conj_id]
         if cache is None:
-            flows.extend(rule_flows(r, prio[r.conj_id], round=round, memo=memo))
-            continue
-        key = (r, prio[r.conj_id], round)
-        built = cache.get(key)
-        if built is None:
-            built = rule_flows(r, prio[r.conj_id], round=round, memo=memo)
-        used[key] = built
-        flows.extend(built)
+            built = rule_flows(r, priority, round=round, memo=memo)
+        else:
+            key = (r, priority, round)
+            cached = cache.get(key)
+            built = rule_flows(r, priority, round=round, memo=memo) if cached is None else cached
+            used[key] = built
+        bands[(placement(r)[0].id, priority)].append(built)
     if cache is not None:
         cache.clear()
         cache.update(used)
+    for built_by in bands.values():
+        if len(built_by) == 1:
+            flows.extend(built_by[0])
+        else:
+            flows.extend(_merge(f for built in built_by for f in built))
     flows.extend(isolation_flows(node, round=round))
-    return sorted(_merge(flows), key=lambda f: (f.table.id, -f.priority))
+    return sorted(flows, key=lambda f: (f.table.id, -f.priority))
