@@ -22,8 +22,8 @@ from os_ken.ofproto import ofproto_v1_5_parser as parser
 from fyke.datapath.flow import Action, Conjunction, Flow, MatchValue
 from fyke.ovs import translate
 
-_HEADER = struct.Struct(ofp.OFP_HEADER_PACK_STR)
-_FLOW_MOD = struct.Struct(ofp.OFP_FLOW_MOD_PACK_STR0)
+# The OpenFlow header and the FlowMod's fixed part, up to its match.
+_HEAD = struct.Struct(ofp.OFP_HEADER_PACK_STR + ofp._OFP_FLOW_MOD_PACK_STR0)
 _MATCH_HEADER = struct.Struct("!HH")
 _INSTRUCTION_ACTIONS = struct.Struct(ofp.OFP_INSTRUCTION_ACTIONS_PACK_STR)
 _BUNDLE_ADD = struct.Struct(ofp.OFP_HEADER_PACK_STR + ofp._OFP_BUNDLE_ADD_MSG_0_PACK_STR)
@@ -46,6 +46,8 @@ class FlowEncoder:
         self._tlvs: dict[tuple[str, MatchValue], tuple[Any, bytes]] = {}
         self._instructions: dict[tuple[Action, ...], bytes] = {}
         self._ranks: dict[str, Any] = {}
+        # Whole matches recur too: a peer's address or a pod's port in every rule naming it.
+        self._matches: dict[tuple[tuple[str, MatchValue], ...], bytes] = {}
         self._by_id: dict[int, tuple[tuple[Action, ...], bytes]] = {}
         # Per field with int values: the OXM header os-ken writes and the value's width,
         # so a new value (a rule's conj_id, a pod's port) needs no os-ken round; None when
@@ -74,6 +76,12 @@ class FlowEncoder:
 
     def match(self, match: tuple[tuple[str, MatchValue], ...]) -> bytes:
         """The ofp_match structure, padded to 8 bytes, as OFPMatch.serialize writes it."""
+        got = self._matches.get(match)
+        if got is None:
+            got = self._matches[match] = self._match(match)
+        return got
+
+    def _match(self, match: tuple[tuple[str, MatchValue], ...]) -> bytes:
         tlvs = [self._tlv(item) for item in match]
         # A stable sort on the OXM type, as OFPMatch does (equal keys keep their order).
         tlvs.sort(key=_first)
@@ -116,26 +124,27 @@ class FlowEncoder:
 
     def flow_mod(self, flow: Flow, command: int = ofp.OFPFC_ADD) -> bytes:
         """The FlowMod `translate.flow_mod(flow, command)` serializes, with xid 0."""
-        body = self.match(flow.match) + self.instructions(flow.actions)
-        length = ofp.OFP_HEADER_SIZE + _FLOW_MOD.size + len(body)
-        return (
-            _HEADER.pack(ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, length, 0)
-            + _FLOW_MOD.pack(
-                flow.cookie,
-                _NO_COOKIE_MASK,
-                flow.table.id,
-                command,
-                0,
-                0,
-                flow.priority,
-                ofp.OFP_NO_BUFFER,
-                ofp.OFPP_ANY,
-                ofp.OFPG_ANY,
-                0,
-                0,
-            )
-            + body
+        match = self.match(flow.match)
+        instructions = self.instructions(flow.actions)
+        head = _HEAD.pack(
+            ofp.OFP_VERSION,
+            ofp.OFPT_FLOW_MOD,
+            _HEAD.size + len(match) + len(instructions),
+            0,
+            flow.cookie,
+            _NO_COOKIE_MASK,
+            flow.table.id,
+            command,
+            0,
+            0,
+            flow.priority,
+            ofp.OFP_NO_BUFFER,
+            ofp.OFPP_ANY,
+            ofp.OFPG_ANY,
+            0,
+            0,
         )
+        return b"".join((head, match, instructions))
 
 
 def _oxm_bytes(name: str, value: MatchValue) -> bytes:
