@@ -445,6 +445,7 @@ def node_policy(span: NodeSpan, ofports: Mapping[str, int], ids: RuleIds) -> Nod
     A rule whose protected pods have no port yet realizes nothing."""
     blocks = ids.blocks
     used: set[int] = set()
+    group_peers: dict[frozenset[str], tuple[IPBlock, ...]] = {}
 
     def ports(group: str | None) -> frozenset[int]:
         members = span.applied_groups.get(group or "", frozenset())
@@ -458,8 +459,13 @@ def node_policy(span: NodeSpan, ofports: Mapping[str, int], ids: RuleIds) -> Nod
                 continue
             peers = None
             if r.address_group is not None:
+                # One tuple per distinct member set (the flow builder collapses each
+                # distinct tuple once; many groups hold the same addresses).
                 members = span.address_groups.get(r.address_group, frozenset())
-                peers = tuple(blocks.get(b) or blocks.parse(b) for b in sorted(members))
+                peers = group_peers.get(members)
+                if peers is None:
+                    peers = tuple(blocks.get(b) or blocks.parse(b) for b in sorted(members))
+                    group_peers[members] = peers
             rule_id = ids.id(r.key)
             used.add(rule_id)
             ids.remember(rule_id, span_rule_model(p, r, rule_id))
