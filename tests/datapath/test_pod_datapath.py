@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from os_ken.ofproto import ofproto_v1_5 as ofp  # type: ignore[import-untyped]
+from os_ken.ofproto import ofproto_v1_5_parser as parser
 
 from fyke.datapath import tables
 from fyke.datapath.fields import Feature, cookie_round, make_cookie
@@ -227,6 +229,31 @@ def test_openflow_module_does_not_import_eventlet() -> None:
         "sys.exit('eventlet' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 0
+
+
+def test_bundle_is_discarded_when_its_messages_fail_half_way(node: Node) -> None:
+    """A generator that raises after sending part of a bundle: the switch must not keep the
+    half-filled bundle open (someone committing its id later would apply half a change)."""
+    cookie = make_cookie(round=0xFFF, feature=Feature.TRACEFLOW, obj=2)
+    everything = (1 << 64) - 1
+    enc = FlowEncoder()
+
+    def messages() -> Iterator[bytes]:
+        for i in range(600):  # more than one socket write
+            match = (("reg2", i),)
+            yield enc.flow_mod(
+                Flow(table=tables.Output, priority=5, match=match, actions=(Drop(),), cookie=cookie)
+            )
+        raise RuntimeError("no more flows")
+
+    bundle_id = node.conn._xid + 1  # the next xid: what bundle() opens
+    with pytest.raises(RuntimeError, match="no more flows"):
+        node.run(node.conn.bundle(messages()))
+    flags = ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
+    commit = parser.OFPBundleCtrlMsg(translate.DP, bundle_id, ofp.OFPBCT_COMMIT_REQUEST, flags, [])
+    with pytest.raises(OpenFlowError):
+        node.run(node.conn.request(commit))
+    assert node.run(node.conn.dump_flows(cookie=cookie, cookie_mask=everything)) == []
 
 
 @pytest.mark.parametrize("encoding", ["os-ken", "FlowEncoder"])

@@ -318,23 +318,17 @@ class OFConnection:
         xids: set[int] = set()
         self._collectors.append((xids, failed))
         try:
-            chunk: list[bytes] = []
-            for m in messages:
-                xid = self._next_xid()
-                xids.add(xid)
-                if isinstance(m, bytes):
-                    chunk.append(bundle_add(m, bundle_id=bundle_id, flags=flags, xid=xid))
-                else:
-                    msg = parser.OFPBundleAddMsg(DP, bundle_id, flags, m, [])
-                    msg.set_xid(xid)
-                    msg.serialize()
-                    chunk.append(bytes(msg.buf))
-                if len(chunk) == 256:
-                    self._writer.write(b"".join(chunk))
-                    chunk.clear()
-                    await self._writer.drain()
-            if chunk:
-                self._writer.write(b"".join(chunk))
+            try:
+                await self._bundle_adds(messages, bundle_id, flags, xids)
+            except Exception:
+                # Making a message failed half way (the generator raised): nothing was
+                # committed, and the switch need not keep the half-filled bundle.
+                with contextlib.suppress(Exception):
+                    ctrl = ofp.OFPBCT_DISCARD_REQUEST
+                    await self.request(
+                        parser.OFPBundleCtrlMsg(DP, bundle_id, ctrl, flags, []), timeout
+                    )
+                raise
             # OVS checks each message when it is added and leaves a bad one out of the
             # bundle; the commit would then apply the rest. A barrier flushes those
             # errors out first, so any of them discards the whole bundle.
@@ -347,6 +341,27 @@ class OFConnection:
             await self.request(parser.OFPBundleCtrlMsg(DP, bundle_id, ctrl, flags, []), timeout)
         finally:
             self._collectors.remove((xids, failed))
+
+    async def _bundle_adds(
+        self, messages: Iterable[Any], bundle_id: int, flags: int, xids: set[int]
+    ) -> None:
+        chunk: list[bytes] = []
+        for m in messages:
+            xid = self._next_xid()
+            xids.add(xid)
+            if isinstance(m, bytes):
+                chunk.append(bundle_add(m, bundle_id=bundle_id, flags=flags, xid=xid))
+            else:
+                msg = parser.OFPBundleAddMsg(DP, bundle_id, flags, m, [])
+                msg.set_xid(xid)
+                msg.serialize()
+                chunk.append(bytes(msg.buf))
+            if len(chunk) == 256:
+                self._writer.write(b"".join(chunk))
+                chunk.clear()
+                await self._writer.drain()
+        if chunk:
+            self._writer.write(b"".join(chunk))
 
     async def packet_out(self, data: bytes, *, in_port: int, actions: list[Any]) -> None:
         """Inject `data` as if received on `in_port` (actions e.g. output to OFPP_TABLE)."""
