@@ -107,19 +107,46 @@ def cluster_spans(
     for i, pod in enumerate(ev.cluster.pods):
         if pod.node_name:
             by_node[pod.node_name].append(i)
-    texts: dict[tuple[int, str], frozenset[str]] = {}  # one rule split's peers: same anywhere
+    texts = PeerTexts()  # one rule split's peers: the same on every node
     return {n: node_span(ev, by_node.get(n, []), versions, texts) for n in nodes}
+
+
+class PeerTexts:
+    """Address-group texts shared by the spans of one compiled cluster: by rule split, by
+    peer tuple (the realizer hands rules with the same peers one tuple) and by address
+    block (a pod's block is one object wherever it appears)."""
+
+    def __init__(self) -> None:
+        self.by_split: dict[tuple[int, str], frozenset[str]] = {}
+        self._by_peers: dict[int, tuple[tuple[IPBlock, ...], frozenset[str]]] = {}
+        self._by_block: dict[int, tuple[IPBlock, str]] = {}
+
+    def of(self, rule_id: int, split: str, peers: tuple[IPBlock, ...]) -> frozenset[str]:
+        key = (rule_id, split)
+        found = self.by_split.get(key)
+        if found is None:
+            seen = self._by_peers.get(id(peers))
+            if seen is None:
+                seen = self._by_peers[id(peers)] = (peers, frozenset(map(self._text, peers)))
+            found = self.by_split[key] = seen[1]
+        return found
+
+    def _text(self, block: IPBlock) -> str:
+        seen = self._by_block.get(id(block))
+        if seen is None:
+            seen = self._by_block[id(block)] = (block, block_text(block))
+        return seen[1]
 
 
 def node_span(
     ev: Evaluator,
     mine: Iterable[int],
     versions: Mapping[str, tuple[str, int]],
-    texts: dict[tuple[int, str], frozenset[str]] | None = None,
+    texts: PeerTexts | None = None,
 ) -> NodeSpan:
     """The span of the node whose pods are `mine` (pod indices); `texts` caches address
     groups across the nodes of one cluster."""
-    texts = {} if texts is None else texts
+    texts = PeerTexts() if texts is None else texts
     pods = ev.cluster.pods
     mine = sorted(mine)
     span = NodeSpan(versions=dict(versions))
@@ -132,10 +159,7 @@ def node_span(
         span.applied_groups[applied] = frozenset(pods[i].key for i in pr.applied)
         if pr.peers is not None:
             peers = f"peers:{key}"
-            members = texts.get((rule.id, pr.split))
-            if members is None:
-                members = texts[(rule.id, pr.split)] = frozenset(map(block_text, pr.peers))
-            span.address_groups[peers] = members
+            span.address_groups[peers] = texts.of(rule.id, pr.split, pr.peers)
         pname = policy_name(rule.policy)
         infos[pname] = rule.policy
         rules[pname].append(
