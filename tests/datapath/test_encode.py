@@ -110,6 +110,16 @@ def corpus() -> list[Flow]:
             cookie=cookie,
         ),
         Flow(table=tables.Output, priority=0, match=(), actions=(Drop(),), cookie=0),
+        # No actions at all (a drop too): no instruction, not an empty apply-actions.
+        Flow(table=tables.Output, priority=4, match=(("reg0", 5),), actions=(), cookie=0),
+        # Out-of-range values take os-ken's own path (it writes what it writes).
+        Flow(
+            table=tables.Output,
+            priority=4,
+            match=(("eth_type", 0x0800), ("ip_proto", 6), ("tcp_dst", -1)),
+            actions=(Drop(),),
+            cookie=0,
+        ),
         Flow(
             table=tables.Classifier,
             priority=9,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import os
@@ -254,6 +255,36 @@ def test_bundle_is_discarded_when_its_messages_fail_half_way(node: Node) -> None
     with pytest.raises(OpenFlowError):
         node.run(node.conn.request(commit))
     assert node.run(node.conn.dump_flows(cookie=cookie, cookie_mask=everything)) == []
+
+
+def test_bundle_is_discarded_when_its_sync_is_cancelled(node: Node) -> None:
+    cookie = make_cookie(round=0xFFF, feature=Feature.TRACEFLOW, obj=3)
+    enc = FlowEncoder()
+
+    def messages() -> Iterator[bytes]:
+        for i in range(2000):
+            if i == 300:  # after one full write: the task stops at its next await
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()
+            yield enc.flow_mod(
+                Flow(
+                    table=tables.Output,
+                    priority=5,
+                    match=(("reg2", i),),
+                    actions=(Drop(),),
+                    cookie=cookie,
+                )
+            )
+
+    bundle_id = node.conn._xid + 1
+    with pytest.raises(asyncio.CancelledError):
+        node.run(node.conn.bundle(messages()))
+    flags = ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
+    commit = parser.OFPBundleCtrlMsg(translate.DP, bundle_id, ofp.OFPBCT_COMMIT_REQUEST, flags, [])
+    with pytest.raises(OpenFlowError):
+        node.run(node.conn.request(commit))
+    assert node.run(node.conn.dump_flows(cookie=cookie, cookie_mask=(1 << 64) - 1)) == []
 
 
 @pytest.mark.parametrize("encoding", ["os-ken", "FlowEncoder"])

@@ -39,8 +39,8 @@ def _oxm_rank(name: str, value: Any) -> Any:
 
 
 class FlowEncoder:
-    """Encodes flows to FlowMod bytes (xid 0; `bundle_add()` sets it); keeps its caches
-    for the life of the object, so one per connection or sync loop."""
+    """Encodes flows to FlowMod bytes (xid 0; `bundle_add()` sets it). Its caches grow
+    with what it has encoded and live as long as it does: one per sync."""
 
     def __init__(self) -> None:
         self._tlvs: dict[tuple[str, MatchValue], tuple[Any, bytes]] = {}
@@ -65,7 +65,7 @@ class FlowEncoder:
             if rank is None:
                 rank = self._ranks[name] = _oxm_rank(name, translate._oxm_value(name, value))
             head = self._int_heads.get(name) if isinstance(value, int) else None
-            if head is not None and isinstance(value, int) and value < 1 << (8 * head[1]):
+            if head is not None and isinstance(value, int) and 0 <= value < 1 << (8 * head[1]):
                 buf = head[0] + value.to_bytes(head[1], "big")
             else:
                 buf = _oxm_bytes(name, value)
@@ -96,7 +96,7 @@ class FlowEncoder:
         if seen is not None:
             return seen[1]
         got = self._instructions.get(actions)
-        if got is None and all(type(a) is Conjunction for a in actions):
+        if got is None and actions and all(type(a) is Conjunction for a in actions):
             got = self._conjunctions(actions)  # type: ignore[arg-type]
         if got is None:
             probe = Flow(table=_ANY_TABLE, priority=0, match=(), actions=actions, cookie=0)
@@ -201,13 +201,6 @@ def bundle_add(inner: bytes, *, bundle_id: int, flags: int, xid: int) -> bytes:
         flags,
     )
     return head + inner[:4] + xid.to_bytes(4, "big") + inner[8:]
-
-
-def serialized(msg: Any) -> bytes:
-    """An os-ken message's bytes (xid 0), for bundles that mix both kinds."""
-    msg.set_xid(0)
-    msg.serialize()
-    return bytes(msg.buf)
 
 
 # Instructions don't depend on the table the flow sits in, only on its actions; encoding

@@ -105,8 +105,8 @@ class OFConnection:
         # Unsolicited messages (packet-in, port-status, ...); set by the owner.
         self.on_message: Callable[[Any], None] | None = None
         self._packet_in_handlers: list[PacketInHandler] = []
-        # (xids, errors) of the bundles being sent: errors of their bundle-add messages.
-        self._collectors: list[tuple[set[int], list[OpenFlowError]]] = []
+        # Bundle id -> (xids, errors) of the bundles being sent: their bundle-add errors.
+        self._collectors: dict[int, tuple[set[int], list[OpenFlowError]]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -190,7 +190,7 @@ class OFConnection:
                     log.exception("packet-in handler %r failed", handler)
         fut = self._pending.get(msg.xid)
         if fut is None and isinstance(msg, parser.OFPErrorMsg):
-            for xids, failed in self._collectors:
+            for xids, failed in self._collectors.values():
                 if msg.xid in xids:
                     failed.append(OpenFlowError("bundle add", msg.type, msg.code, bytes(msg.data)))
                     return
@@ -316,18 +316,17 @@ class OFConnection:
         # by xid rather than through a future per message.
         failed: list[OpenFlowError] = []
         xids: set[int] = set()
-        self._collectors.append((xids, failed))
+        self._collectors[bundle_id] = (xids, failed)
         try:
             try:
                 await self._bundle_adds(messages, bundle_id, flags, xids)
-            except Exception:
-                # Making a message failed half way (the generator raised): nothing was
-                # committed, and the switch need not keep the half-filled bundle.
+            except BaseException:
+                # Making a message failed half way (the generator raised, or the sync was
+                # cancelled): nothing was committed, and the switch need not keep the
+                # half-filled bundle. Sent without waiting: a cancelled task cannot wait.
                 with contextlib.suppress(Exception):
                     ctrl = ofp.OFPBCT_DISCARD_REQUEST
-                    await self.request(
-                        parser.OFPBundleCtrlMsg(DP, bundle_id, ctrl, flags, []), timeout
-                    )
+                    self._send(parser.OFPBundleCtrlMsg(DP, bundle_id, ctrl, flags, []))
                 raise
             # OVS checks each message when it is added and leaves a bad one out of the
             # bundle; the commit would then apply the rest. A barrier flushes those
@@ -340,7 +339,7 @@ class OFConnection:
             ctrl = ofp.OFPBCT_COMMIT_REQUEST
             await self.request(parser.OFPBundleCtrlMsg(DP, bundle_id, ctrl, flags, []), timeout)
         finally:
-            self._collectors.remove((xids, failed))
+            del self._collectors[bundle_id]
 
     async def _bundle_adds(
         self, messages: Iterable[Any], bundle_id: int, flags: int, xids: set[int]
@@ -360,6 +359,7 @@ class OFConnection:
                 self._writer.write(b"".join(chunk))
                 chunk.clear()
                 await self._writer.drain()
+                await asyncio.sleep(0)  # drain() yields only when the buffer is full
         if chunk:
             self._writer.write(b"".join(chunk))
 
