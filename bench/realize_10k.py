@@ -13,9 +13,9 @@ objects (already decoded JSON, as a reflector holds them) to every flow installe
   realize   Evaluator over the cluster + realize() for the node's pods
   build     policy_flows + pod_connectivity (the node's whole pipeline)
   install   FlowSync.sync: the agent's first sync (dump, diff, one atomic bundle)
-"with compile" is the sum of all four, "without compile" the last three. Realize, build
-and install run with CPython's cyclic collector paused, as the agent's flow sync runs
-(fyke.util.bulk.gc_paused); compile, the controller's part, with it on.
+"with compile" is the sum of all four, "without compile" the last three. Realize and
+build run with CPython's cyclic collector paused, as the agent builds its flows
+(fyke.util.bulk.gc_paused); compile and install with it on.
 B, baseline: the flows A installed, dumped once with `ovs-ofctl dump-flows --no-stats`
 into a file; all flows deleted (untimed); then `ovs-ofctl -O OpenFlow15 --bundle add-flows
 br-int FILE`, timed as a process (start-up included).
@@ -157,7 +157,7 @@ async def fyke_install(
     times: dict[str, float] = {}
     rules, flows = desired_flows(docs, times, profiles, pause)
     t0 = time.perf_counter()
-    with pause(), profiled(profiles, "install"):
+    with profiled(profiles, "install"):
         result = await FlowSync(node.conn).sync(flows)
     install = time.perf_counter() - t0
     assert result.added == len(flows) and not result.deleted, result
@@ -254,21 +254,18 @@ async def install_breakdown(node: BenchNode, docs: list[Doc]) -> dict[str, float
     assert node.daemons is not None
     _, flows = desired_flows(docs, {})
     out: dict[str, float] = {}
-    with gc_paused():
-        t0 = time.perf_counter()
-        keys = {f.key: f for f in flows}
-        out["keys (table, priority, match) of the desired flows"] = time.perf_counter() - t0
-        assert len(keys) == len(flows)
-        t0 = time.perf_counter()
-        enc = FlowEncoder()
-        mods = [enc.flow_mod(f) for f in flows]
-        out["encode (FlowEncoder, cold caches)"] = time.perf_counter() - t0
-        bundle_id, flags = 7, ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
-        t0 = time.perf_counter()
-        adds = [
-            bundle_add(m, bundle_id=bundle_id, flags=flags, xid=3 + i) for i, m in enumerate(mods)
-        ]
-        out["bundle framing (bundle-add headers)"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    keys = {f.key: f for f in flows}
+    out["keys (table, priority, match) of the desired flows"] = time.perf_counter() - t0
+    assert len(keys) == len(flows)
+    t0 = time.perf_counter()
+    enc = FlowEncoder()
+    mods = [enc.flow_mod(f) for f in flows]
+    out["encode (FlowEncoder, cold caches)"] = time.perf_counter() - t0
+    bundle_id, flags = 7, ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
+    t0 = time.perf_counter()
+    adds = [bundle_add(m, bundle_id=bundle_id, flags=flags, xid=3 + i) for i, m in enumerate(mods)]
+    out["bundle framing (bundle-add headers)"] = time.perf_counter() - t0
     mgmt = node.daemons.paths.mgmt(BRIDGE)
     empty(node)
     added, committed = await _raw_bundle(mgmt, adds, bundle_id, 3 + len(adds), 256)

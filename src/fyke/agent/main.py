@@ -131,22 +131,23 @@ class Agent:
         assert self.ovsdb is not None and self.of is not None and self.gateway is not None
         policy: list[Flow] = []
         async with self.lock:
-            # Building 100k+ flows at once: no collector passes over them meanwhile.
+            ports = [
+                p
+                for p in await self.ovsdb.list_ports(self.bridge)
+                if p.ofport and p.ofport > 0 and "fyke.io/ip" in p.external_ids
+            ]
+            pods = [
+                PodPort(
+                    ofport=p.ofport or 0,
+                    name=p.name,
+                    ip=p.external_ids["fyke.io/ip"],
+                    mac=p.external_ids["fyke.io/mac"],
+                )
+                for p in ports
+            ]
+            # Building 100k+ flows at once (no awaits in here): no collector passes over
+            # them meanwhile.
             with gc_paused():
-                ports = [
-                    p
-                    for p in await self.ovsdb.list_ports(self.bridge)
-                    if p.ofport and p.ofport > 0 and "fyke.io/ip" in p.external_ids
-                ]
-                pods = [
-                    PodPort(
-                        ofport=p.ofport or 0,
-                        name=p.name,
-                        ip=p.external_ids["fyke.io/ip"],
-                        mac=p.external_ids["fyke.io/mac"],
-                    )
-                    for p in ports
-                ]
                 flows = pod_connectivity(self.gateway, pods, round=self.round)
                 if self.encap != "none" and self.routes is not None:
                     flows += tunnel_flows(TUNNEL_OFPORT, self.routes.peers, round=self.round)
@@ -160,19 +161,19 @@ class Agent:
                     }
                     policy = self.view.flows(local, round=self.round)
                     flows += policy
-                result = await self.flow_sync.sync(flows)
-                if result.changed:
-                    log.info("flows: %s", result)
-                if self.view is not None and policy != self._policy_flows:
-                    self._policy_flows = policy
-                    if result.changed and self.args.datapath_type == "netdev":
-                        # The userspace datapath keeps forwarding by cached megaflows of the
-                        # old rules until its revalidators next run (every 500 ms): a policy
-                        # change takes effect now only if the cache goes.
-                        await asyncio.to_thread(self._appctl, "revalidator/purge")
-                realized = self.view.realized if self.view is not None else None
-                self._syncs += 1
-                seq = self._syncs
+            result = await self.flow_sync.sync(flows)
+            if result.changed:
+                log.info("flows: %s", result)
+            if self.view is not None and policy != self._policy_flows:
+                self._policy_flows = policy
+                if result.changed and self.args.datapath_type == "netdev":
+                    # The userspace datapath keeps forwarding by cached megaflows of the
+                    # old rules until its revalidators next run (every 500 ms): a policy
+                    # change takes effect now only if the cache goes.
+                    await asyncio.to_thread(self._appctl, "revalidator/purge")
+            realized = self.view.realized if self.view is not None else None
+            self._syncs += 1
+            seq = self._syncs
         if realized is not None:
             # In the background: the caller (a CNI ADD, say) need not wait for it.
             task = asyncio.create_task(self._report_realized(realized, seq))
