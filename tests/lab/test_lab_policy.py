@@ -210,6 +210,31 @@ spec:
     to: [{group: ns-z}]
     ports: [{protocol: UDP, port: 80}]
 """,
+    # A group by serviceReference: the controller reflects Services too.
+    "antrea-service-group": """
+apiVersion: v1
+kind: Service
+metadata: {name: web-b, namespace: y}
+spec:
+  selector: {pod: b}
+  ports: [{port: 80, protocol: TCP}]
+---
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterGroup
+metadata: {name: web-b-pods}
+spec:
+  serviceReference: {name: web-b, namespace: y}
+---
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: web-b-not-to-x}
+spec:
+  priority: 2
+  appliedTo: [{namespaceSelector: {matchLabels: {ns: x}}}]
+  ingress:
+  - action: Drop
+    from: [{group: web-b-pods}]
+""",
 }
 
 

@@ -104,7 +104,7 @@ class AntreaGroup:
     namespace_selector: LabelSelector | None
     ip_blocks: tuple[IPBlock, ...]
     child_groups: tuple[str, ...]
-    service_reference: str  # ns/name; cannot be resolved offline
+    service_reference: str  # ns/name of a Service: the pods its selector picks
 
 
 def parse_tier(doc: Mapping[str, Any]) -> Tier:
@@ -348,7 +348,11 @@ def parse_group(doc: Mapping[str, Any], kind: str) -> AntreaGroup:
     svc_ref = ""
     if svc is not None:
         sm = r.mapping(svc, "spec.serviceReference")
-        svc_ref = f"{sm.get('namespace') or ns}/{sm.get('name')}"
+        svc_name = r.string(sm, "name", "spec.serviceReference", required=True)
+        # A Group's Service is in its own namespace unless named; a ClusterGroup's must
+        # name one (without, it refers to no Service).
+        svc_ns = r.string(sm, "namespace", "spec.serviceReference") or ns or ""
+        svc_ref = f"{svc_ns}/{svc_name}"
     for i, c in enumerate(children):
         if not isinstance(c, str) or not c:
             raise r.fail(f"spec.childGroups[{i}]", f"must be a group name, got {c!r}")

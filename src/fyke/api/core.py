@@ -11,7 +11,7 @@ from typing import Any
 
 from fyke.api.errors import ObjectRef
 from fyke.api.fields import IPAddress, IPNetwork, Reader
-from fyke.api.selectors import parse_labels
+from fyke.api.selectors import LabelSelector, Operator, Requirement, parse_labels
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
@@ -65,6 +65,20 @@ class Node:
     name: str
     labels: Mapping[str, str]
     ips: tuple[IPAddress, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Service:
+    """What policies read of a Service: the pods its selector picks (Antrea's group
+    `serviceReference` groups them). `selector` None: a Service without one."""
+
+    namespace: str
+    name: str
+    selector: LabelSelector | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,6 +221,24 @@ def parse_pod(doc: Mapping[str, Any]) -> Pod:
         service_account=r.string(spec, "serviceAccountName", "spec") or "default",
         host_network=bool(spec.get("hostNetwork", False)),
     )
+
+
+def parse_service(doc: Mapping[str, Any]) -> Service:
+    r, name, ns = read_meta("Service", doc, namespaced=True)
+    spec = r.mapping(doc.get("spec"), "spec")
+    labels = parse_labels(r, spec.get("selector"), "spec.selector")
+    # An empty selector, like none, leaves the Service's endpoints to someone else.
+    selector = (
+        LabelSelector(
+            requirements=tuple(
+                Requirement(key=k, operator=Operator.IN, values=frozenset({v}))
+                for k, v in sorted(labels.items())
+            )
+        )
+        if labels
+        else None
+    )
+    return Service(namespace=ns, name=name, selector=selector)
 
 
 def parse_node(doc: Mapping[str, Any]) -> Node:

@@ -14,7 +14,16 @@ import yaml
 from fyke.api import adminpolicy, antrea, fastyaml
 from fyke.api.adminpolicy import AdminPolicy
 from fyke.api.antrea import AntreaGroup, AntreaPolicy, Tier
-from fyke.api.core import Namespace, Node, Pod, parse_namespace, parse_node, parse_pod
+from fyke.api.core import (
+    Namespace,
+    Node,
+    Pod,
+    Service,
+    parse_namespace,
+    parse_node,
+    parse_pod,
+    parse_service,
+)
 from fyke.api.errors import ValidationError
 from fyke.api.netpol import NetworkPolicy, parse_network_policy
 
@@ -26,6 +35,7 @@ class Inventory:
     namespaces: list[Namespace] = field(default_factory=list)
     pods: list[Pod] = field(default_factory=list)
     nodes: list[Node] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
     network_policies: list[NetworkPolicy] = field(default_factory=list)
     admin_policies: list[AdminPolicy] = field(default_factory=list)
     antrea_policies: list[AntreaPolicy] = field(default_factory=list)
@@ -44,6 +54,7 @@ def _add(inv: Inventory, doc: Mapping[str, Any]) -> None:
         ("", "Namespace"): lambda: inv.namespaces.append(parse_namespace(doc)),
         ("", "Pod"): lambda: inv.pods.append(parse_pod(doc)),
         ("", "Node"): lambda: inv.nodes.append(parse_node(doc)),
+        ("", "Service"): lambda: inv.services.append(parse_service(doc)),
         ("networking.k8s.io", "NetworkPolicy"): lambda: inv.network_policies.append(
             parse_network_policy(doc)
         ),

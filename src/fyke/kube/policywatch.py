@@ -26,6 +26,7 @@ KINDS = (
     resources.NAMESPACE,
     resources.POD,
     resources.NODE,
+    resources.SERVICE,  # Antrea groups by serviceReference: the pods a Service selects
     resources.NETWORK_POLICY,
     resources.ADMIN_NETWORK_POLICY,
     resources.BASELINE_ADMIN_NETWORK_POLICY,
@@ -36,7 +37,7 @@ KINDS = (
     resources.CLUSTER_GROUP,
     resources.GROUP,
 )
-NOT_POLICY = (resources.NAMESPACE, resources.POD, resources.NODE)
+NOT_POLICY = (resources.NAMESPACE, resources.POD, resources.NODE, resources.SERVICE)
 Versions = dict[str, tuple[str, int]]
 
 
@@ -80,10 +81,16 @@ def _namespace_inputs(obj: dict[str, Any]) -> Any:
     return (meta.get("labels"), meta.get("annotations"))
 
 
+def _service_inputs(obj: dict[str, Any]) -> Any:
+    """What api.core.parse_service reads of a Service (not its IPs or endpoints)."""
+    return (obj.get("spec") or {}).get("selector")
+
+
 _INPUTS: dict[resources.Kind, Callable[[dict[str, Any]], Any]] = {
     resources.POD: _pod_inputs,
     resources.NODE: _node_inputs,
     resources.NAMESPACE: _namespace_inputs,
+    resources.SERVICE: _service_inputs,
 }
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from fyke.api import adminpolicy, antrea
 from fyke.api.adminpolicy import AdminPeer, AdminPolicy, AdminSelection, AdminTier
 from fyke.api.antrea import AntreaGroup, AntreaPeer, AntreaPolicy, Tier
-from fyke.api.core import Direction, IPBlock
+from fyke.api.core import Direction, IPBlock, Service
 from fyke.api.errors import ValidationError
 from fyke.api.load import Inventory
 from fyke.api.netpol import API_VERSION as NETPOL_API_VERSION
@@ -97,7 +97,7 @@ def compile_policies(inv: Inventory, *, strict: bool = True) -> CompiledPolicies
     for ap in inv.admin_policies:
         _admin_policy(b, ap)
     tiers = _tiers(inv.tiers, None if strict else invalid)
-    groups = _Groups(inv.groups, b.warnings)
+    groups = _Groups(inv.groups, inv.services, b.warnings)
     for pol in inv.antrea_policies:
         if strict:
             _antrea_policy(b, pol, tiers, groups)
@@ -261,10 +261,13 @@ def _tiers(
 class _Groups:
     """Resolves ClusterGroup/Group references into terms."""
 
-    def __init__(self, groups: Iterable[AntreaGroup], warnings: list[str]) -> None:
+    def __init__(
+        self, groups: Iterable[AntreaGroup], services: Iterable[Service], warnings: list[str]
+    ) -> None:
         self._by_key: Mapping[tuple[str, str], AntreaGroup] = {
             (g.namespace, g.name): g for g in groups
         }
+        self._services = {s.key: s for s in services}
         self._warnings = warnings
 
     def terms(self, namespace: str, name: str, referrer: str) -> list[Term]:
@@ -290,11 +293,25 @@ class _Groups:
         for child in g.child_groups:
             out.extend(self._terms(namespace, child, referrer, depth + 1))
         if g.service_reference:
+            out.extend(self._service_pods(what, g.service_reference))
+        return out
+
+    def _service_pods(self, what: str, key: str) -> list[Term]:
+        """The pods a Service's selector picks, in its namespace (as Antrea groups a
+        serviceReference: no Service port is implied)."""
+        svc = self._services.get(key)
+        if svc is None:
             self._warnings.append(
-                f"{what}: serviceReference {g.service_reference} cannot be resolved offline; "
+                f"{what}: serviceReference {key}: no such Service; it selects nothing"
+            )
+            return []
+        if svc.selector is None:
+            self._warnings.append(
+                f"{what}: serviceReference {key}: the Service has no selector; "
                 "it selects nothing"
             )
-        return out
+            return []
+        return [PodTerm(namespaces=frozenset({svc.namespace}), pod_selector=svc.selector)]
 
 
 def _antrea_policy(

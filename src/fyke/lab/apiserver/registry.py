@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fyke.api import adminpolicy, antrea
-from fyke.api.core import parse_namespace, parse_node, parse_pod
+from fyke.api.core import parse_namespace, parse_node, parse_pod, parse_service
 from fyke.api.netpol import parse_network_policy
 
 Validator = Callable[[Mapping[str, Any]], object]
@@ -95,6 +95,7 @@ RESOURCES: tuple[Resource, ...] = (
         short_names=("svc",),
         status=True,
         categories=("all",),
+        validate=parse_service,
     ),
     Resource(
         group="",
