@@ -67,6 +67,7 @@ class AntreaPeer:
     node_selector: LabelSelector | None = None
     service_account: tuple[str, str] | None = None  # (namespace, name)
     fqdn: str = ""
+    empty: bool = False  # `{}`: nothing set at all
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,8 +259,9 @@ def _peer(r: Reader, raw: Any, path: str, namespaced: bool, applied_to: bool) ->
     nss = m.get("namespaces")
     block = m.get("ipBlock")
     group = m.get("group")
-    if not any(m.get(k) is not None for k in known):
-        raise r.fail(path, "must specify at least one selector, ipBlock or group")
+    # An entry with nothing set is accepted, as Antrea accepts it: in an Antrea
+    # NetworkPolicy it selects every pod of the policy's namespace, in a cluster policy
+    # nothing (Antrea's group of no selector in no namespace). See compile._antrea_peer.
     if nsel is not None and nss is not None:
         raise r.fail(path, "namespaces and namespaceSelector may not be set together")
     if block is not None and any(x is not None for x in (pod, nsel, nss, group)):
@@ -313,6 +315,7 @@ def _peer(r: Reader, raw: Any, path: str, namespaced: bool, applied_to: bool) ->
         else parse_selector(r, m["nodeSelector"], f"{path}.nodeSelector"),
         service_account=service_account,
         fqdn=str(m.get("fqdn") or ""),
+        empty=not any(m.get(k) is not None for k in known),
     )
 
 

@@ -418,4 +418,11 @@ def _antrea_peer(
     if p.pod_selector is not None:
         # A podSelector alone: every namespace in a cluster policy, its own in a namespaced one.
         return [PodTerm(namespaces=own, pod_selector=p.pod_selector)]
+    if p.empty:
+        # An entry with nothing set (`{}`): Antrea makes it a group of no selector in the
+        # policy's namespace, which is every pod there for a namespaced policy and
+        # nothing for a cluster one.
+        if ns_scoped:
+            return [PodTerm(namespaces=own)]
+        warnings.append(f"{referrer}: an entry with no selector selects nothing here")
     return []

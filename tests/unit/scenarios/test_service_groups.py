@@ -146,3 +146,67 @@ def test_service_reference_needs_a_name() -> None:
     rc, _, err = run_with_input(manifest(bad), "matrix", ["--port", "80/TCP"])
     assert rc == 1
     assert "ClusterGroup cg-svc" in err and "spec.serviceReference.name" in err
+
+
+# testANNPNestedGroupCreateAndUpdate writes its appliedTo as `[{}]`: Antrea accepts an
+# entry with nothing set, and makes it a group of no selector in the policy's namespace
+# (every pod there); in a cluster policy the same entry selects nothing.
+def test_empty_entry_in_an_antrea_networkpolicy_is_its_namespace() -> None:
+    check_matrix(
+        [
+            service("svc-xa", "x", "{pod: a}"),
+            _doc(ANTREA, "Group", "g-svc", "serviceReference: {name: svc-xa}", "x"),
+            annp(
+                "annp-drop-svc-to-all",
+                "x",
+                1,
+                """
+                appliedTo:
+                - {}
+                ingress:
+                - action: Drop
+                  from:
+                  - group: g-svc
+                """,
+            ),
+        ],
+        on_ports(Truth().drop("x/a", ["x/b", "x/c"]), "80/TCP"),
+    )
+
+
+def test_empty_peer_in_an_antrea_networkpolicy_is_its_namespace() -> None:
+    check_matrix(
+        [
+            annp(
+                "annp-drop-own-namespace",
+                "y",
+                1,
+                """
+                appliedTo:
+                - podSelector: {matchLabels: {pod: a}}
+                ingress:
+                - action: Drop
+                  from:
+                  - {}
+                """,
+            )
+        ],
+        on_ports(Truth().drop(["y/b", "y/c"], "y/a"), "80/TCP"),
+    )
+
+
+def test_empty_entry_in_a_cluster_policy_selects_nothing() -> None:
+    policy = acnp(
+        "acnp-empty-applied-to",
+        1,
+        """
+        appliedTo:
+        - {}
+        ingress:
+        - action: Drop
+          from:
+          - namespaceSelector: {}
+        """,
+    )
+    check_matrix([policy], on_ports(Truth(), "80/TCP"))
+    assert "an entry with no selector selects nothing" in _warned([policy])
