@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fyke.cli.policy import add_file_args
+
 DEFAULT_STATE_DIR = "/var/lib/fyke/lab"
 
 
@@ -53,16 +55,7 @@ def register(sub: Any) -> None:
 
     for verb in ("apply", "delete"):
         v = lsub.add_parser(verb, help=f"{verb} manifests in the lab")
-        v.add_argument(
-            "-f",
-            "--filename",
-            action="extend",
-            nargs="+",
-            required=True,
-            metavar="FILE",
-            help="manifests: YAML or JSON; '-' is stdin; "
-            "a directory reads its .yaml, .yml and .json files",
-        )
+        add_file_args(v)
         v.add_argument(
             "--wait",
             action="store_true",

@@ -24,7 +24,7 @@ def register(sub: Any) -> None:
     psub = p.add_subparsers(dest="policy_command", required=True, metavar="COMMAND")
 
     m = psub.add_parser("matrix", help="verdicts for every ordered pair of pods")
-    _input_args(m)
+    add_file_args(m)
     m.add_argument(
         "--port",
         action="extend",
@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
     m.set_defaults(func=run_matrix)
 
     e = psub.add_parser("explain", help="the verdict for one connection and why")
-    _input_args(e)
+    add_file_args(e)
     e.add_argument("--from", dest="src", required=True, metavar="NS/POD|IP")
     e.add_argument("--to", dest="dst", required=True, metavar="NS/POD|IP")
     e.add_argument("--port", default=DEFAULT_PORT, metavar="PORT/PROTO")
@@ -50,7 +50,8 @@ def register(sub: Any) -> None:
     e.set_defaults(func=run_explain)
 
 
-def _input_args(p: argparse.ArgumentParser) -> None:
+def add_file_args(p: argparse.ArgumentParser) -> None:
+    """-f/--filename FILE..., repeatable: what every command that reads manifests takes."""
     p.add_argument(
         "-f",
         "--filename",
