@@ -859,9 +859,8 @@ CASES: list[Case] = [
         ],
         on_ports(Truth().drop("x/a", "x/b"), "80/TCP"),
     ),
-    # "should ensure an IP overlapping both IPBlock.CIDR and IPBlock.Except is
-    # allowed": upstream replaces the first policy; here a second, separate
-    # policy allows x/b's /32 and the union admits it again.
+    # Not an upstream step (upstream replaces the policy: the next case): a second,
+    # separate policy allows x/b's /32 and the union admits it again.
     Case(
         "ipblock-except-reopened-by-other-policy",
         [
@@ -889,6 +888,25 @@ CASES: list[Case] = [
             ),
         ],
         on_ports(Truth(), "80/TCP"),
+    ),
+    # "should ensure an IP overlapping both IPBlock.CIDR and IPBlock.Except is
+    # allowed", second step: UpdatePolicy replaces the policy of that name with one
+    # that allows x/b's /32 only, so x/a reaches x/b and nothing else.
+    Case(
+        "ipblock-except-policy-updated",
+        [
+            netpol(
+                "allow-client-a-via-cidr-egress-rule",
+                """
+                podSelector: {matchLabels: {pod: a}}
+                policyTypes: [Egress]
+                egress:
+                - to:
+                  - ipBlock: {cidr: 10.0.0.2/32}
+                """,
+            ),
+        ],
+        on_ports(Truth().drop("x/a", "*").allow("x/a", "x/b"), "80/TCP"),
     ),
     # API reference: ipBlock with except on ingress (y is 10.0.1.0/24, y/c .3).
     Case(
