@@ -230,6 +230,23 @@ spec:
 """,
             "Pod x/b: spec.containers[0].ports[0].containerPort: must be <= 65535",
         ),
+        (
+            """
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: bad}
+spec:
+  tier: Admin
+  priority: 5
+  subject: {namespaces: {}}
+  egress:
+  - action: Accept
+    to: [{pods: {podSelector: {}}}, {networks: ["10.0.0.0/8"]}]
+    protocols: [{destinationNamedPort: web}]
+""",
+            "ClusterNetworkPolicy bad: spec.egress[0]: a networks peer cannot be set with "
+            "destinationNamedPort protocols",
+        ),
     ],
 )
 def test_bad_input_names_object_and_field(fykectl: Run, manifest: str, message: str) -> None:

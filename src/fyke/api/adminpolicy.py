@@ -155,6 +155,21 @@ def _rule(
         raise r.fail(f"{path}.protocols", "unknown field in v1alpha1: use ports")
     if cnp and "protocols" in m:
         ports = _protocols(r, m.get("protocols"), f"{path}.protocols")
+        named = any(p.named for p in ports)
+        addressed = [
+            k
+            for p in raw_peers
+            if isinstance(p, Mapping)
+            for k in ("networks", "nodes", "domainNames")
+            if k in p
+        ]
+        if egress and named and addressed:
+            # The CRD's (experimental) rule: a named port is a pod's, so it cannot be
+            # combined with peers that are addresses or nodes.
+            raise r.fail(
+                path,
+                f"a {addressed[0]} peer cannot be set with destinationNamedPort protocols",
+            )
     elif m.get("ports") is not None:
         ports = _ports(r, m.get("ports"), f"{path}.ports")
     return AdminRule(index=index, name=name, action=action, peers=peers, ports=ports)
