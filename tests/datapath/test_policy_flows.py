@@ -184,6 +184,27 @@ POLICIES = [
           ports: [{protocol: TCP, port: 81}]
         """,
     ),
+    # Antrea source ports on z/b's egress: a Reject from client ports 30000-61000 (which
+    # hold the traces' source port 40000, like every client port) on 80/UDP, and a Drop of
+    # everything from ports 1000-2000 (no client's).
+    _doc(
+        ANTREA,
+        "ClusterNetworkPolicy",
+        "source-ports-z-b",
+        """
+        priority: 2
+        tier: securityops
+        appliedTo:
+        - {namespaceSelector: {matchLabels: {ns: z}}, podSelector: {matchLabels: {pod: b}}}
+        egress:
+        - action: Drop
+          to: [{namespaceSelector: {}}]
+          ports: [{protocol: TCP, sourcePort: 1000, sourceEndPort: 2000}]
+        - action: Reject
+          to: [{namespaceSelector: {matchLabels: {ns: y}}}]
+          ports: [{protocol: UDP, port: 80, sourcePort: 30000, sourceEndPort: 61000}]
+        """,
+    ),
 ]
 
 # SCTP cannot be probed with sockets here (no SCTP in this kernel): the trace checks it.
@@ -295,8 +316,11 @@ def test_flows_per_rule_is_n_plus_m_plus_k_plus_1() -> None:
     for r in node.rules:
         n = len(r.applied)
         m = len(peer_networks(r.peers)) if r.peers is not None else 0
+        # A service is one match per destination (value, mask) times one per source one.
         k = sum(
-            len(port_ranges(s.start, s.end or s.start)) if s.start else 1 for s in r.services or ()
+            (len(port_ranges(s.start, s.end or s.start)) if s.start else 1)
+            * (len(port_ranges(s.src_start, s.src_end or s.src_start)) if s.src_start else 1)
+            for s in r.services or ()
         )
         clauses = 1 + (r.peers is not None) + (r.services is not None)
         expected[r.rule_id] += n + m + k + (1 if clauses > 1 else 0)

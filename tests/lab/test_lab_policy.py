@@ -210,6 +210,23 @@ spec:
     to: [{group: ns-z}]
     ports: [{protocol: UDP, port: 80}]
 """,
+    # Antrea source ports: probes come from the ephemeral ports (32768-60999), so a
+    # rule on exactly those matches them and a rule on 1000-2000 never does.
+    "antrea-source-ports": """
+apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: source-ports}
+spec:
+  priority: 1
+  appliedTo: [{namespaceSelector: {matchLabels: {ns: y}}}]
+  ingress:
+  - action: Drop
+    from: [{namespaceSelector: {matchLabels: {ns: z}}}]
+    ports: [{protocol: TCP, sourcePort: 1000, sourceEndPort: 2000}]
+  - action: Reject
+    from: [{namespaceSelector: {matchLabels: {ns: x}}}]
+    ports: [{protocol: UDP, port: 80, sourcePort: 32768, sourceEndPort: 60999}]
+""",
     # A group by serviceReference: the controller reflects Services too.
     "antrea-service-group": """
 apiVersion: v1

@@ -52,6 +52,30 @@ def _examples() -> list[dict[str, Any]]:
     return _spread(docs)
 
 
+def _with_source_ports() -> list[dict[str, Any]]:
+    """The examples and an Antrea policy with source port ranges (they cross the wire)."""
+    acnp = {
+        "apiVersion": "crd.antrea.io/v1beta1",
+        "kind": "ClusterNetworkPolicy",
+        "metadata": {"name": "source-ports"},
+        "spec": {
+            "priority": 1,
+            "appliedTo": [{"namespaceSelector": {}}],
+            "ingress": [
+                {
+                    "action": "Drop",
+                    "from": [{"namespaceSelector": {"matchLabels": {"ns": "z"}}}],
+                    "ports": [
+                        {"protocol": "TCP", "port": 80, "sourcePort": 1000},
+                        {"protocol": "UDP", "sourcePort": 30000, "sourceEndPort": 61000},
+                    ],
+                }
+            ],
+        },
+    }
+    return [*_examples(), acnp]
+
+
 def _generated(seed: int = 5) -> list[dict[str, Any]]:
     return _spread(gen_netpol.generate(gen_netpol.Shape(4, 8), 30, seed))
 
@@ -79,7 +103,11 @@ def _semantics(node: NodePolicy) -> tuple[Counter[Any], frozenset[int], frozense
     return rules, node.isolated_egress, node.isolated_ingress
 
 
-@pytest.mark.parametrize("docs", [_examples(), _generated(5), _generated(6)], ids=str)
+@pytest.mark.parametrize(
+    "docs",
+    [_examples(), _with_source_ports(), _generated(5), _generated(6)],
+    ids=["examples", "source-ports", "generated-5", "generated-6"],
+)
 def test_span_realizes_what_the_node_would_alone(docs: list[dict[str, Any]]) -> None:
     ev = _evaluator(docs)
     spans = cluster_spans(ev, NODES, {})

@@ -222,9 +222,24 @@ def _port(r: Reader, raw: Any, path: str) -> PortSpec:
             raise r.fail(f"{path}.endPort", "requires a numeric port")
         if end < number:
             raise r.fail(f"{path}.endPort", f"must be >= port ({number})")
+    src = r.integer(m, "sourcePort", path, lo=1, hi=65535)
+    src_end = r.integer(m, "sourceEndPort", path, lo=1, hi=65535)
+    if src_end is not None:
+        if src is None:
+            raise r.fail(f"{path}.sourceEndPort", "requires sourcePort")
+        if src_end < src:
+            raise r.fail(f"{path}.sourceEndPort", f"must be >= sourcePort ({src})")
+    if src is not None:
+        src_end = src_end if src_end is not None else src
     if number is None:
-        return PortSpec(protocol=proto, named=named)
-    return PortSpec(protocol=proto, start=number, end=end if end is not None else number)
+        return PortSpec(protocol=proto, named=named, src_start=src, src_end=src_end)
+    return PortSpec(
+        protocol=proto,
+        start=number,
+        end=end if end is not None else number,
+        src_start=src,
+        src_end=src_end,
+    )
 
 
 def _peers(

@@ -109,16 +109,46 @@ class PortSpec:
     start: int | None = None
     end: int | None = None
     named: str = ""
+    # Antrea's sourcePort/sourceEndPort: the client's port must be in [src_start..src_end].
+    src_start: int | None = None
+    src_end: int | None = None
 
     def __str__(self) -> str:
         proto = self.protocol.value if self.protocol else "any"
         if self.named:
-            return f"{self.named}/{proto}"
-        if self.start is None:
-            return f"all/{proto}"
-        if self.end is not None and self.end != self.start:
-            return f"{self.start}-{self.end}/{proto}"
-        return f"{self.start}/{proto}"
+            text = f"{self.named}/{proto}"
+        elif self.start is None:
+            text = f"all/{proto}"
+        elif self.end is not None and self.end != self.start:
+            text = f"{self.start}-{self.end}/{proto}"
+        else:
+            text = f"{self.start}/{proto}"
+        if self.src_start is not None:
+            end = self.src_end if self.src_end is not None else self.src_start
+            src = str(self.src_start) if end == self.src_start else f"{self.src_start}-{end}"
+            text += f" from port {src}"
+        return text
+
+    def source_covers_clients(self) -> bool:
+        """Whether every client port a connection can come from (Linux's ephemeral range,
+        EPHEMERAL_PORTS) is in the source range; no source range covers everything."""
+        if self.src_start is None:
+            return True
+        end = self.src_end if self.src_end is not None else self.src_start
+        return self.src_start <= EPHEMERAL_PORTS[0] and EPHEMERAL_PORTS[1] <= end
+
+    def source_misses_clients(self) -> bool:
+        """Whether no client port can be in the source range."""
+        if self.src_start is None:
+            return False
+        end = self.src_end if self.src_end is not None else self.src_start
+        return end < EPHEMERAL_PORTS[0] or EPHEMERAL_PORTS[1] < self.src_start
+
+
+# The ports a client's connection comes from: Linux's default net.ipv4.ip_local_port_range,
+# what the lab's pods (and the Kubernetes and Antrea e2e probes) use. Offline, a rule with
+# a source port range matches a connection when the range holds all of them.
+EPHEMERAL_PORTS = (32768, 60999)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

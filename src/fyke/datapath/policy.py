@@ -86,20 +86,31 @@ SUB_BITS = 10  # conj_id = (rule_id << SUB_BITS | sub) + 1
 
 PROTO_NUMBERS = {Protocol.TCP: 6, Protocol.UDP: 17, Protocol.SCTP: 132}
 DST_PORT_FIELD = {Protocol.TCP: "tcp_dst", Protocol.UDP: "udp_dst", Protocol.SCTP: "sctp_dst"}
+SRC_PORT_FIELD = {Protocol.TCP: "tcp_src", Protocol.UDP: "udp_src", Protocol.SCTP: "sctp_src"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Service:
-    """Destination ports [start..end] of one protocol; start None: every port."""
+    """Destination ports [start..end] of one protocol; start None: every port. A source
+    range [src_start..src_end] (Antrea's sourcePort) narrows it to clients on those ports."""
 
     protocol: Protocol
     start: int | None = None
     end: int | None = None
+    src_start: int | None = None
+    src_end: int | None = None
 
-    def key(self) -> tuple[str, int, int]:
-        """A total order (every port of a protocol first): start/end may be None."""
+    def key(self) -> tuple[str, int, int, int, int]:
+        """A total order (every port of a protocol first): ports may be None."""
         start = -1 if self.start is None else self.start
-        return (self.protocol.value, start, start if self.end is None else self.end)
+        src = -1 if self.src_start is None else self.src_start
+        return (
+            self.protocol.value,
+            start,
+            start if self.end is None else self.end,
+            src,
+            src if self.src_end is None else self.src_end,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -239,16 +250,20 @@ def service_matches(services: Iterable[Service]) -> list[tuple[MatchPair, ...]]:
     out: list[tuple[MatchPair, ...]] = []
     for s in sorted(set(services), key=Service.key):
         proto: MatchPair = ("ip_proto", PROTO_NUMBERS[s.protocol])
-        if s.start is None:
-            out.append((proto,))
-            continue
-        for value, mask in port_ranges(s.start, s.end if s.end is not None else s.start):
-            port: MatchPair = (
-                DST_PORT_FIELD[s.protocol],
-                value if mask == 0xFFFF else (value, mask),
-            )
-            out.append((proto, port))
+        dsts = _port_matches(DST_PORT_FIELD[s.protocol], s.start, s.end)
+        srcs = _port_matches(SRC_PORT_FIELD[s.protocol], s.src_start, s.src_end)
+        out.extend((proto, *dst, *src) for dst in dsts for src in srcs)
     return list(dict.fromkeys(out))
+
+
+def _port_matches(field: str, start: int | None, end: int | None) -> list[tuple[MatchPair, ...]]:
+    """[start..end] of `field` as (value, mask) matches; start None: no match on it."""
+    if start is None:
+        return [()]
+    return [
+        ((field, value if mask == 0xFFFF else (value, mask)),)
+        for value, mask in port_ranges(start, end if end is not None else start)
+    ]
 
 
 # Per build: each distinct clause is made once (many rules share one: a namespace's pods

@@ -35,13 +35,27 @@ def resolve_named(ports: Sequence[PortSpec], pod: Pod) -> frozenset[Service]:
             continue
         for cp in pod.ports:
             if cp.name == ps.named and (ps.protocol is None or ps.protocol == cp.protocol):
-                out.add(Service(protocol=cp.protocol, start=cp.port, end=cp.port))
+                out.add(
+                    Service(
+                        protocol=cp.protocol,
+                        start=cp.port,
+                        end=cp.port,
+                        src_start=ps.src_start,
+                        src_end=ps.src_end,
+                    )
+                )
     return frozenset(out)
 
 
 def _numeric(ports: Sequence[PortSpec]) -> tuple[Service, ...]:
     return tuple(
-        Service(protocol=ps.protocol, start=ps.start, end=ps.end)
+        Service(
+            protocol=ps.protocol,
+            start=ps.start,
+            end=ps.end,
+            src_start=ps.src_start,
+            src_end=ps.src_end,
+        )
         for ps in ports
         if not ps.named and ps.protocol is not None
     )

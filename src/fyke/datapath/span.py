@@ -213,12 +213,23 @@ def _service_json(s: Service) -> dict[str, Any]:
         out["port"] = s.start
     if s.end is not None and s.end != s.start:
         out["endPort"] = s.end
+    if s.src_start is not None:
+        out["sourcePort"] = s.src_start
+        if s.src_end is not None and s.src_end != s.src_start:
+            out["sourceEndPort"] = s.src_end
     return out
 
 
 def _service(d: Mapping[str, Any]) -> Service:
     start = d.get("port")
-    return Service(protocol=Protocol(d["protocol"]), start=start, end=d.get("endPort", start))
+    src = d.get("sourcePort")
+    return Service(
+        protocol=Protocol(d["protocol"]),
+        start=start,
+        end=d.get("endPort", start),
+        src_start=src,
+        src_end=d.get("sourceEndPort", src),
+    )
 
 
 def policy_json(p: SpanPolicy) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from fyke.api import adminpolicy, antrea
 from fyke.api.adminpolicy import AdminPeer, AdminPolicy, AdminSelection, AdminTier
 from fyke.api.antrea import AntreaGroup, AntreaPeer, AntreaPolicy, Tier
-from fyke.api.core import Direction, IPBlock, Service
+from fyke.api.core import EPHEMERAL_PORTS, Direction, IPBlock, Service
 from fyke.api.errors import ValidationError
 from fyke.api.load import Inventory
 from fyke.api.netpol import API_VERSION as NETPOL_API_VERSION
@@ -349,6 +349,14 @@ def _antrea_policy(
                     for p in rule.peers
                     for t in _antrea_peer(pol, p, groups, referrer, b.warnings)
                 )
+            for ps in rule.ports or ():
+                if not ps.source_covers_clients() and not ps.source_misses_clients():
+                    b.warnings.append(
+                        f"{referrer}: {direction.value} rule {rule.index}: port {ps}: the "
+                        f"source ports hold only some of the client ports "
+                        f"{EPHEMERAL_PORTS[0]}-{EPHEMERAL_PORTS[1]}; a connection matches "
+                        "by the port it happens to get, and here it matches none"
+                    )
             b.add(
                 info,
                 direction,

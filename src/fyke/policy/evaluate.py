@@ -57,6 +57,8 @@ def port_matches(
     if ports is None:
         return True
     for ps in ports:
+        if not ps.source_covers_clients():
+            continue  # its source ports leave out client ports: see PortSpec
         if ps.named:
             if dst is not None and any(
                 cp.name == ps.named
