@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from os_ken.ofproto import ofproto_v1_5 as ofp  # type: ignore[import-untyped]
 from os_ken.ofproto import ofproto_v1_5_parser as parser
 
 from fyke.api.core import Direction, IPBlock, Protocol
 from fyke.datapath import tables
-from fyke.datapath.fields import Feature, make_cookie
+from fyke.datapath.fields import Feature, PktSourceField, RegMark, TargetOFPortField, make_cookie
+from fyke.datapath.flow import Action as FlowAction
 from fyke.datapath.flow import (
     Conjunction,
     Controller,
@@ -17,6 +20,7 @@ from fyke.datapath.flow import (
     Drop,
     Flow,
     Goto,
+    LoadReg,
     Move,
     Output,
     OutputInPort,
@@ -172,3 +176,79 @@ def test_bundle_add_is_byte_identical_to_os_kens() -> None:
         xid=0xABCDEF,
     )
     assert mine == bytes(msg.buf)
+
+
+# --- any flow: a property test against os-ken -------------------------------------------
+
+_MAC = st.builds(lambda b: ":".join(f"{x:02x}" for x in b), st.binary(min_size=6, max_size=6))
+_IP = st.builds(lambda b: ".".join(str(x) for x in b), st.binary(min_size=4, max_size=4))
+_PREFIX = st.builds(lambda ip, n: f"{ip}/{n}", _IP, st.integers(1, 32))
+
+
+def _int_or_masked(bits: int) -> st.SearchStrategy[object]:
+    top = (1 << bits) - 1
+    return st.one_of(st.integers(0, top), st.tuples(st.integers(0, top), st.integers(0, top)))
+
+
+_FIELDS: dict[str, st.SearchStrategy[object]] = {
+    "in_port": st.integers(1, 0xFFFFFF00),
+    "eth_type": st.sampled_from([0x0800, 0x0806, 0x86DD]),
+    "eth_src": _MAC,
+    "eth_dst": _MAC,
+    "ipv4_src": st.one_of(_IP, _PREFIX),
+    "ipv4_dst": st.one_of(_IP, _PREFIX),
+    "ip_proto": st.integers(0, 255),
+    "tcp_src": _int_or_masked(16),
+    "tcp_dst": _int_or_masked(16),
+    "udp_dst": _int_or_masked(16),
+    "sctp_src": _int_or_masked(16),
+    "conj_id": st.integers(0, 0xFFFFFFFF),
+    "arp_op": st.integers(0, 0xFFFF),
+    "arp_spa": _IP,
+    "arp_tha": _MAC,
+    "ct_state": st.tuples(st.integers(0, 0xFF), st.integers(0, 0xFF)),
+    "ct_mark": _int_or_masked(32),
+    "ct_zone": st.integers(0, 0xFFFF),
+    "tun_ipv4_dst": _IP,
+    **{f"reg{i}": _int_or_masked(32) for i in (0, 1, 2, 7, 15)},
+}
+
+_ACTIONS: list[tuple[FlowAction, ...]] = [
+    (),
+    (Drop(),),
+    (Goto(table=tables.L3Forwarding),),
+    (Output(port=3), OutputInPort()),
+    (Ct(commit=True, zone=0xFFF0, table=tables.ConntrackState, nat=True),),
+    (SetField(field="eth_dst", value="02:00:00:00:00:01"), Goto(table=tables.Output)),
+    (LoadReg(mark=RegMark(field=TargetOFPortField, value=9)), Goto(table=tables.Output)),
+    (LoadReg(mark=RegMark(field=PktSourceField, value=2)),),
+    (Move(src="eth_src", dst="eth_dst"), Move(src="arp_spa", dst="arp_tpa")),
+    (Controller(userdata=b"\x01\x00\x00\x00\x00\x00\x00\x07", meter=1),),
+    (Controller(userdata=b"\x02"),),
+    (Conjunction(id=1025, clause=2, n_clauses=3),),
+    (Conjunction(id=7, clause=1, n_clauses=2), Conjunction(id=0xFFFFFF, clause=2, n_clauses=2)),
+]
+
+_FLOWS = st.builds(
+    lambda match, actions, prio, cookie, table: Flow(
+        table=table, priority=prio, match=tuple(match.items()), actions=actions, cookie=cookie
+    ),
+    st.dictionaries(st.sampled_from(sorted(_FIELDS)), st.none(), max_size=5).flatmap(
+        lambda keys: st.fixed_dictionaries({k: _FIELDS[k] for k in keys})
+    ),
+    st.sampled_from(_ACTIONS),
+    st.integers(0, 0xFFFF),
+    st.integers(0, (1 << 64) - 1),
+    st.sampled_from([tables.Classifier, tables.EgressRule, tables.IngressRule, tables.Output]),
+)
+
+_SHARED = FlowEncoder()  # caches across examples, as across the flows of one sync
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_FLOWS, min_size=1, max_size=6))
+def test_any_flow_encodes_as_os_ken_does(flows: list[Flow]) -> None:
+    for flow in flows:
+        want = oskens(flow)
+        assert FlowEncoder().flow_mod(flow) == want, flow
+        assert _SHARED.flow_mod(flow) == want, flow
