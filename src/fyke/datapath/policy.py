@@ -36,9 +36,9 @@ import ipaddress
 import socket
 import struct
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fyke.api.core import Direction, IPBlock, Protocol
 from fyke.datapath import tables as t
@@ -268,7 +268,17 @@ def _port_matches(field: str, start: int | None, end: int | None) -> list[tuple[
 
 # Per build: each distinct clause is made once (many rules share one: a namespace's pods
 # as peers, a group of protected pods, a port list). Keys by identity hold their object.
-BuildMemo = dict[tuple[Any, ...], Any]
+BuildMemo = dict[tuple[Any, ...], tuple[Any, Any]]
+T = TypeVar("T")
+
+
+def _memo(memo: BuildMemo | None, key: tuple[Any, ...], make: Callable[[], T], hold: Any) -> T:
+    if memo is None:
+        return make()
+    got = memo.get(key)
+    if got is None:
+        got = memo[key] = (hold, make())
+    return got[1]
 
 
 def _peer_clause(
@@ -276,44 +286,31 @@ def _peer_clause(
 ) -> tuple[tuple[MatchPair, ...], ...]:
     """The peer clause's matches. Collapsing addresses is the costly part of building a
     rule; the realizer hands rules with the same peers one tuple, so by identity."""
-    key = ("peers", id(peers), field)
-    got = memo.get(key) if memo is not None else None
-    if got is not None:
-        return got[1]  # type: ignore[no-any-return]
-    matches = tuple(((field, _cidr_text(a, n)),) for a, n in peer_cidrs(peers))
-    if memo is not None:
-        memo[key] = (peers, matches)
-    return matches
+    return _memo(
+        memo,
+        ("peers", id(peers), field),
+        lambda: tuple(((field, _cidr_text(a, n)),) for a, n in peer_cidrs(peers)),
+        peers,
+    )
 
 
 def _applied_clause(
     ports: frozenset[int], field: str, memo: BuildMemo | None
 ) -> tuple[tuple[MatchPair, ...], ...]:
-    key = ("applied", field, ports)
-    got = memo.get(key) if memo is not None else None
-    if got is None:
+    def make() -> tuple[tuple[MatchPair, ...], ...]:
         if field == "reg1":
-            got = tuple(
+            return tuple(
                 (reg_match(RegMark(field=TargetOFPortField, value=p)),) for p in sorted(ports)
             )
-        else:
-            got = tuple(((field, p),) for p in sorted(ports))
-        if memo is not None:
-            memo[key] = got
-    return got
+        return tuple(((field, p),) for p in sorted(ports))
+
+    return _memo(memo, ("applied", field, ports), make, None)
 
 
 def _services_clause(
     services: tuple[Service, ...], memo: BuildMemo | None
 ) -> list[tuple[MatchPair, ...]]:
-    key = ("services", id(services))
-    got = memo.get(key) if memo is not None else None
-    if got is not None:
-        return got[1]  # type: ignore[no-any-return]
-    matches = service_matches(services)
-    if memo is not None:
-        memo[key] = (services, matches)
-    return matches
+    return _memo(memo, ("services", id(services)), lambda: service_matches(services), services)
 
 
 def peer_cidrs(peers: Iterable[IPBlock]) -> list[tuple[int, int]]:

@@ -27,7 +27,6 @@ _HEAD = struct.Struct(ofp.OFP_HEADER_PACK_STR + ofp._OFP_FLOW_MOD_PACK_STR0)
 _MATCH_HEADER = struct.Struct("!HH")
 _INSTRUCTION_ACTIONS = struct.Struct(ofp.OFP_INSTRUCTION_ACTIONS_PACK_STR)
 _BUNDLE_ADD = struct.Struct(ofp.OFP_HEADER_PACK_STR + ofp._OFP_BUNDLE_ADD_MSG_0_PACK_STR)
-_BODY_OFFSET = ofp.OFP_FLOW_MOD_SIZE - ofp.OFP_MATCH_SIZE  # where the match starts
 _PADS = [b"\0" * n for n in range(8)]
 _NO_COOKIE_MASK = 0  # an ADD ignores the mask; os-ken's OFPFlowMod writes 0
 
@@ -63,7 +62,7 @@ class FlowEncoder:
             name, value = item
             rank = self._ranks.get(name)
             if rank is None:
-                rank = self._ranks[name] = _oxm_rank(name, translate._oxm_value(name, value))
+                rank = self._ranks[name] = _oxm_rank(name, translate.oxm_value(name, value))
             head = self._int_heads.get(name) if isinstance(value, int) else None
             if head is not None and isinstance(value, int) and 0 <= value < 1 << (8 * head[1]):
                 buf = head[0] + value.to_bytes(head[1], "big")
@@ -149,7 +148,7 @@ class FlowEncoder:
 
 def _oxm_bytes(name: str, value: MatchValue) -> bytes:
     buf = bytearray()
-    n, v, m = ofp.oxm_from_user(*ofp.oxm_normalize_user(name, translate._oxm_value(name, value)))
+    n, v, m = ofp.oxm_from_user(*ofp.oxm_normalize_user(name, translate.oxm_value(name, value)))
     ofp.oxm_serialize(n, v, m, buf, 0)
     return bytes(buf)
 

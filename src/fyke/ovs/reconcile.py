@@ -37,17 +37,13 @@ class ReconcileResult:
 
 
 async def reconcile(
-    conn: FlowChannel,
-    desired: Iterable[Flow],
-    cookie_mask: int = 0,
-    cookie: int = 0,
+    conn: FlowChannel, desired: Iterable[Flow], cookie_mask: int = 0, cookie: int = 0
 ) -> ReconcileResult:
     """Reconcile the installed flows whose `cookie & cookie_mask` equals
     `cookie & cookie_mask` (mask 0: every flow of the bridge) with `desired`.
 
     Every desired flow must fall in that scope, or the next run would not see it.
     """
-    enc = FlowEncoder()
     scope = cookie & cookie_mask
     flows = list(desired)
     for flow in flows:
@@ -88,18 +84,16 @@ async def reconcile(
 
     if adds or modifies or deletes:
         # Encoded as they are sent: the switch checks the first while the rest are made.
-        await conn.bundle(_stream(enc, adds, modifies, deletes))
+        await conn.bundle(_stream([*adds, *modifies], deletes))
     return ReconcileResult(
         added=len(adds), modified=len(modifies), deleted=len(deletes), unchanged=unchanged
     )
 
 
-def _stream(
-    enc: FlowEncoder, adds: list[Flow], modifies: list[Flow], deletes: list[Any]
-) -> Iterable[Any]:
-    for flow in adds:
-        yield enc.flow_mod(flow)
-    for flow in modifies:
+def _stream(flows: list[Flow], deletes: list[Any]) -> Iterable[Any]:
+    """FlowMods (ADD: it replaces an existing flow too) of `flows`, then `deletes`."""
+    enc = FlowEncoder()
+    for flow in flows:
         yield enc.flow_mod(flow)
     yield from deletes
 
@@ -144,7 +138,7 @@ class FlowSync:
         modified = sum(1 for k in want if k in known and known[k] != want[k])
         if adds or deletes:
             try:
-                await self.conn.bundle(_stream(FlowEncoder(), adds, [], deletes))
+                await self.conn.bundle(_stream(adds, deletes))
             except BaseException:
                 self._known = None  # unsure what is installed now: next time, look
                 raise

@@ -82,7 +82,8 @@ def _prefix_len_to_mask(n: int) -> str:
     return ".".join(str((m >> s) & 0xFF) for s in (24, 16, 8, 0))
 
 
-def _oxm_value(name: str, value: MatchValue) -> Any:
+def oxm_value(name: str, value: MatchValue) -> Any:
+    """A match value as os-ken's OFPMatch takes it (prefixes as address and mask)."""
     if name in _PREFIX_FIELDS and isinstance(value, str) and "/" in value:
         addr, plen = value.split("/")
         if int(plen) == 32:
@@ -92,7 +93,7 @@ def _oxm_value(name: str, value: MatchValue) -> Any:
 
 
 def to_match(flow: Flow) -> Any:
-    return parser.OFPMatch(**{name: _oxm_value(name, v) for name, v in flow.match})
+    return parser.OFPMatch(**{name: oxm_value(name, v) for name, v in flow.match})
 
 
 def _action(action: Action) -> Any:
