@@ -212,23 +212,33 @@ def _default_rule_name(direction: str, action: str, index: int, rule: Mapping[st
     return f"{direction}-{action.lower()}-{digest[:7]}"
 
 
+def _range_end(
+    r: Reader,
+    m: Mapping[str, Any],
+    path: str,
+    key: str,
+    start: int | None,
+    start_key: str,
+    needs: str,
+) -> int | None:
+    """The end of a port range (`endPort`, `sourceEndPort`): it needs its start, at or
+    below it."""
+    end = r.integer(m, key, path, lo=1, hi=65535)
+    if end is not None:
+        if start is None:
+            raise r.fail(f"{path}.{key}", f"requires {needs}")
+        if end < start:
+            raise r.fail(f"{path}.{key}", f"must be >= {start_key} ({start})")
+    return end
+
+
 def _port(r: Reader, raw: Any, path: str) -> PortSpec:
     m = r.mapping(raw, path)
     proto = parse_protocol(r, m.get("protocol"), f"{path}.protocol")
     number, named = parse_port_number(r, m, "port", path)
-    end = r.integer(m, "endPort", path, lo=1, hi=65535)
-    if end is not None:
-        if number is None:
-            raise r.fail(f"{path}.endPort", "requires a numeric port")
-        if end < number:
-            raise r.fail(f"{path}.endPort", f"must be >= port ({number})")
+    end = _range_end(r, m, path, "endPort", number, "port", "a numeric port")
     src = r.integer(m, "sourcePort", path, lo=1, hi=65535)
-    src_end = r.integer(m, "sourceEndPort", path, lo=1, hi=65535)
-    if src_end is not None:
-        if src is None:
-            raise r.fail(f"{path}.sourceEndPort", "requires sourcePort")
-        if src_end < src:
-            raise r.fail(f"{path}.sourceEndPort", f"must be >= sourcePort ({src})")
+    src_end = _range_end(r, m, path, "sourceEndPort", src, "sourcePort", "sourcePort")
     if src is not None:
         src_end = src_end if src_end is not None else src
     if number is None:
